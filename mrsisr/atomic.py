@@ -1,0 +1,106 @@
+"""Atomic writes: every artifact is written to a temporary sibling and renamed into place.
+
+An interrupted run therefore never leaves a half-written file or folder that a later run could
+mistake for a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` if the block succeeds.
+
+    Parameters
+    ----------
+    dest : path-like
+        Final location of the file.
+    suffix : str
+        Suffix of the temporary file (some writers infer the format from it, e.g. ``".nii.gz"``).
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary path to write to. It is removed if the block raises.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", suffix=suffix, dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``dest``; rename it onto ``dest`` if the block succeeds.
+
+    An existing ``dest`` is replaced only after the new content is complete.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write ``array`` to ``path`` in .npy format, atomically."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array, allow_pickle=False)
+    return Path(path)
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """Write ``arrays`` to a compressed .npz file at ``path``, atomically."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+    return Path(path)
+
+
+def save_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path``, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented, key-sorted JSON to ``path``, atomically."""
+    return save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
