@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test run venv lint clean
+.PHONY: book test run venv lint clean chromium
 
 # (Re)install when requirements.txt or pyproject.toml change, or when .venv is missing.
 $(STAMP): requirements.txt pyproject.toml
@@ -14,6 +14,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mrsisr)"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,7 +26,12 @@ book: $(STAMP)
 	$(BIN)/mrsisr run --profile $(PROFILE)
 	$(BIN)/mrsisr book --profile $(PROFILE)
 
-test: $(STAMP)
+# The browser test needs Debian's chromium; install it when missing and we may (root).
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
