@@ -52,8 +52,19 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set expects key=value, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        overrides[key.strip()] = _read_value(value) if value.strip() else ""
     return overrides
+
+
+def _read_value(text: str) -> Any:
+    """Read one ``--set`` value as YAML, and exponent numbers YAML 1.1 leaves as text (``1e-3``) as floats."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c.isdigit() for c in value) else value
+        except ValueError:
+            return value
+    return value
 
 
 def load_profile(name: str = DEFAULT_PROFILE, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

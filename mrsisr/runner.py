@@ -106,7 +106,7 @@ def run_study(
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
     runs_root: str | os.PathLike = "runs",
     figures_dir: str | os.PathLike = "figures",
-    notebook_dir: str | os.PathLike = NOTEBOOK_DIR,
+    notebook_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Execute the study's notebooks for one profile.
 
@@ -122,8 +122,8 @@ def run_study(
         Folder holding ``<profile>/``; every artifact of the run lives under ``runs_root/profile``.
     figures_dir : path-like
         Where the notebooks save their figures.
-    notebook_dir : path-like
-        Folder of the source notebooks (``notebooks/`` of the repository).
+    notebook_dir : path-like, optional
+        Folder of the source notebooks; ``notebooks/`` of the repository by default.
 
     Returns
     -------
@@ -145,7 +145,7 @@ def run_study(
         override_values = parse_overrides(overrides)
     params = load_profile(profile, override_values)
     selected = select_stages(stages)
-    notebook_dir = Path(notebook_dir).resolve()
+    notebook_dir = Path(NOTEBOOK_DIR if notebook_dir is None else notebook_dir).resolve()
     missing = [s.notebook for s in selected if not (notebook_dir / s.notebook).is_file()]
     if missing:
         raise FileNotFoundError(f"notebook(s) missing in {notebook_dir}: {', '.join(missing)}")

@@ -1,0 +1,61 @@
+"""Tests of mrsisr.cache: stage folders keyed by parameters, completion and publishing."""
+
+import json
+
+import pytest
+
+from mrsisr.cache import COMPLETE_MARKER, current, publish, stage_key, stage_output
+
+
+def test_key_is_stable_and_depends_on_parameters_and_upstream():
+    key = stage_key({"a": 1, "b": [1, 2]}, ["up1"])
+    assert key == stage_key({"b": [1, 2], "a": 1}, ["up1"])
+    assert len(key) == 16
+    assert key != stage_key({"a": 2, "b": [1, 2]}, ["up1"])
+    assert key != stage_key({"a": 1, "b": [1, 2]}, ["up2"])
+
+
+def test_stage_output_is_a_keyed_folder_complete_only_when_marked(tmp_path):
+    output = stage_output(tmp_path, "dataset", {"n": 3}, ["abc"])
+    assert output.path == tmp_path / "dataset" / output.key
+    assert output.path.is_dir()
+    assert not output.complete
+    output.mark_complete()
+    assert output.complete
+    assert json.loads((output.path / "params.json").read_text())["params"] == {"n": 3}
+
+
+def test_publish_refuses_an_incomplete_output(tmp_path):
+    output = stage_output(tmp_path, "model", {"epochs": 1})
+    with pytest.raises(RuntimeError, match="not complete"):
+        publish(tmp_path, output)
+
+
+def test_publish_exports_files_and_current_finds_the_output(tmp_path):
+    output = stage_output(tmp_path, "model", {"epochs": 1})
+    (output.path / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    output.mark_complete()
+    publish(tmp_path, output, exports=["history.csv"])
+    assert (tmp_path / "model" / "history.csv").read_text() == "epoch,loss\n0,1.0\n"
+    found = current(tmp_path, "model")
+    assert (found.key, found.path, found.params) == (output.key, output.path, {"epochs": 1})
+
+
+def test_current_names_the_stage_to_run_when_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no output of stage 'dataset'.*--stage dataset"):
+        current(tmp_path, "dataset")
+
+
+def test_current_refuses_an_output_that_lost_its_marker(tmp_path):
+    output = stage_output(tmp_path, "anatomy", {"n": 2})
+    output.mark_complete()
+    publish(tmp_path, output)
+    (output.path / COMPLETE_MARKER).unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        current(tmp_path, "anatomy")
+
+
+def test_a_changed_parameter_gives_a_new_folder(tmp_path):
+    first = stage_output(tmp_path, "dataset", {"seed": 0})
+    second = stage_output(tmp_path, "dataset", {"seed": 1})
+    assert first.path != second.path
