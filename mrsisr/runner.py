@@ -93,8 +93,8 @@ def execute_stage(stage: Stage, notebook: Path, output: Path, parameters: Mappin
             os.replace(tmp, failed)
             output.unlink(missing_ok=True)
             raise RuntimeError(
-                f"stage {stage.name!r} failed in cell {error.cell_index} of {notebook.name} "
-                f"(executed copy: {failed}):\n{error.ename}: {error.evalue}\n"
+                f"stage {stage.name!r} ({notebook.name}) failed in cell {error.cell_index} of its executed copy "
+                f"{failed}:\n{error.ename}: {error.evalue}\n"
                 f"--- cell source ---\n{error.source}"
             ) from None
     failed.unlink(missing_ok=True)
