@@ -227,3 +227,13 @@ def test_every_figure_loads_in_a_browser(ci_book, browser, page, minimum):
     assert len(images) >= minimum, f"{page}: expected at least {minimum} figures, found {images}"
     not_loaded = [image["src"] for image in images if not image["width"]]
     assert not not_loaded, f"{page}: figures that did not load: {not_loaded}"
+
+
+def test_every_notebook_page_shows_its_figures(ci_book):
+    for page in sorted((ci_book / "book" / "executed").glob("*.html")):
+        soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+        images = [
+            img for img in soup.select("article img") or soup.find_all("img") if "logo" not in img.get("class", [])
+        ]
+        assert images, f"{page.name}: no figure on the page (was plt.show() run under the inline backend?)"
+        assert not soup.select(".cell_output .output.traceback"), f"{page.name} shows a traceback"
