@@ -1,0 +1,64 @@
+"""Tests of the HMRF tissue segmentation and its Dice scores (mrsisr.segmentation)."""
+
+import numpy as np
+import pytest
+
+from mrsisr.phantom import make_phantom
+from mrsisr.segmentation import TISSUES, dice_scores, segment_tissues
+
+
+@pytest.fixture(scope="module")
+def subject():
+    phantom = make_phantom(11, "HGG")
+    fractions = segment_tissues(phantom["t1"], phantom["brain"], phantom["labels"])
+    return phantom, fractions
+
+
+def test_fractions_are_partial_volumes_outside_the_tumour(subject):
+    phantom, fractions = subject
+    tissue = phantom["brain"] & (phantom["labels"] == 0)
+    total = sum(fractions[t] for t in TISSUES)
+    assert all(np.isfinite(fractions[t]).all() and fractions[t].dtype == np.float32 for t in TISSUES)
+    np.testing.assert_allclose(total[tissue], 1.0, atol=1e-4)
+    assert np.all(total[~tissue] == 0)  # background and tumour labels get no tissue
+    mixed = (fractions["gm"] > 0.1) & (fractions["gm"] < 0.9)
+    assert mixed.sum() > 0.01 * tissue.sum()  # genuinely partial-volume, not only hard labels
+
+
+def test_dice_against_phantom_truth_meets_targets(subject):
+    phantom, fractions = subject
+    truth = {t: phantom[f"{t}_true"] for t in TISSUES}
+    scores = dice_scores(fractions, truth, phantom["brain"] & (phantom["labels"] == 0))
+    assert scores["dice_gm"] >= 0.85
+    assert scores["dice_wm"] >= 0.88
+    assert scores["dice_csf"] >= 0.5
+
+
+def test_exactly_zero_background_gives_no_nan():
+    phantom = make_phantom(3, "LGG")
+    t1 = np.where(phantom["brain"], phantom["t1"], 0.0)
+    fractions = segment_tissues(t1, phantom["brain"])
+    assert all(np.isfinite(fractions[t]).all() for t in TISSUES)
+    assert fractions["wm"][phantom["labels"] > 0].max() > 0  # without labels the tumour is classified
+
+
+def test_dice_scores_on_hand_made_labels():
+    truth = {t: np.zeros((4, 1, 1), np.float32) for t in TISSUES}
+    est = {t: np.zeros((4, 1, 1), np.float32) for t in TISSUES}
+    for i, t in enumerate(["gm", "gm", "wm", "csf"]):
+        truth[t][i] = 1.0
+    for i, t in enumerate(["gm", "wm", "wm", "csf"]):
+        est[t][i] = 1.0
+    scores = dice_scores(est, truth, np.ones((4, 1, 1), bool))
+    assert scores == pytest.approx({"dice_gm": 2 / 3, "dice_wm": 2 / 3, "dice_csf": 1.0})
+
+
+def test_bad_inputs_are_refused():
+    t1 = np.ones((10, 10, 10), np.float32)
+    brain = np.ones((10, 10, 10), bool)
+    with pytest.raises(ValueError, match="unknown segmentation_method"):
+        segment_tissues(t1, brain, method="fast")
+    with pytest.raises(ValueError, match=r"t1 \(10, 10, 10\), brain \(10, 10\)"):
+        segment_tissues(t1, brain[..., 0])
+    with pytest.raises(ValueError, match="only 0 tissue voxels"):
+        segment_tissues(t1, np.zeros_like(brain))
