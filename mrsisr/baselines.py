@@ -82,7 +82,7 @@ def upscale(lr: np.ndarray, method: str, factor: int = 4) -> np.ndarray:
     if method == "nearest":
         out = np.repeat(np.repeat(batch, factor, axis=1), factor, axis=2)
     elif method == "spline":
-        out = ndimage.zoom(batch, (1, factor, factor), order=3, mode="reflect", grid_mode=True)
+        out = np.stack([ndimage.zoom(image, factor, order=3, mode="reflect", grid_mode=True) for image in batch])
     elif method == "bicubic":
         rows, cols = bicubic_matrix(h, factor).astype(np.float32), bicubic_matrix(w, factor).astype(np.float32)
         out = rows @ (batch.reshape(-1, w) @ cols.T).reshape(len(batch), h, factor * w)

@@ -6,7 +6,8 @@ Definitions, for a prediction ``p`` and a ground truth ``t`` of ``n`` pixels, bo
 - ``mse = mean(e**2)`` and ``rmse = sqrt(mse)``;
 - ``psnr = 10 log10(1 / mse)`` in dB, the data range being 1 (the maps are normalised to [0, 1]);
 - ``psnr_range = 10 log10((max t - min t)**2 / mse)``, the data range taken from the truth map itself
-  (scikit-image's convention when no range is given); equal to ``psnr`` when the truth spans [0, 1];
+  (scikit-image's convention when no range is given); equal to ``psnr`` when the truth spans [0, 1],
+  undefined (NaN) for a constant truth map predicted exactly;
 - ``ssim``: structural similarity of scikit-image (7x7 uniform window, K1 = 0.01, K2 = 0.03),
   ``data_range = 1``;
 - ``lpips``: LPIPS v0.1 with the AlexNet backbone (:mod:`mrsisr.lpips`), the grey map repeated to
@@ -27,6 +28,7 @@ from mrsisr.lpips import lpips_batches
 
 METRIC_NAMES: tuple[str, ...] = ("mse", "rmse", "psnr", "psnr_range", "ssim", "lpips")
 RANGE_TOLERANCE = 1e-6
+LPIPS_MIN_SIZE = 31  # the smallest side for which AlexNet's second max-pool has an output
 
 
 def _as_batch(array: np.ndarray, name: str, grey: bool) -> tuple[np.ndarray, bool]:
@@ -74,6 +76,10 @@ def lpips_distance(x: np.ndarray, y: np.ndarray, batch_size: int = 64) -> float 
     (bx, single), (by, _) = _as_batch(x, "x", grey=not rgb), _as_batch(y, "y", grey=not rgb)
     for array, name in ((bx, "x"), (by, "y")):
         _check_unit_range(array, name)
+    if min(bx.shape[1:3]) < LPIPS_MIN_SIZE:
+        raise ValueError(
+            f"LPIPS needs images of at least {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels, got shape {x.shape}"
+        )
     if not rgb:
         bx, by = (np.repeat(b[..., None], 3, axis=-1) for b in (bx, by))
     distances = lpips_batches(bx * 2 - 1, by * 2 - 1, batch_size=batch_size)
@@ -88,7 +94,7 @@ def error_maps(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def _psnr(mse: np.ndarray, data_range: np.ndarray | float) -> np.ndarray:
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         return 10 * np.log10(np.square(data_range) / mse)
 
 
