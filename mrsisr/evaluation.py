@@ -38,6 +38,7 @@ BREAKDOWNS: dict[str, tuple[str, ...]] = {
 }
 RESULT_FILES: tuple[str, ...] = ("metrics.csv", *BREAKDOWNS, "statistics.csv")
 SIGNIFICANCE = 0.05
+HIGHER_IS_BETTER = frozenset({"psnr", "psnr_range", "ssim"})
 METRIC_LABELS = {
     "mse": ("MSE", 4),
     "rmse": ("RMSE", 4),
@@ -163,6 +164,21 @@ def summary_table(metrics: pd.DataFrame, reference: str = REFERENCE_METHOD, by: 
                 row[f"{metric}_p_wilcoxon"] = float(match["wilcoxon_p"].iloc[0]) if len(match) else np.nan
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def rank_methods(summary: pd.DataFrame, metrics: Sequence[str] = ("mse", "psnr", "ssim", "lpips")) -> pd.DataFrame:
+    """Order the methods from best to worst by each metric's mean (lower is better for MSE and LPIPS).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per rank (1 = best), one column per metric label, the method names as values.
+    """
+    columns = {}
+    for metric in metrics:
+        ordered = summary.sort_values(f"{metric}_mean", ascending=metric not in HIGHER_IS_BETTER)
+        columns[METRIC_LABELS[metric][0]] = list(ordered["method"])
+    return pd.DataFrame(columns, index=pd.RangeIndex(1, len(summary) + 1, name="rank"))
 
 
 def _select(table: pd.DataFrame, values: Mapping[str, object]) -> pd.DataFrame:

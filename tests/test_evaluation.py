@@ -79,6 +79,12 @@ def test_breakdowns_and_rendered_table(metrics: pd.DataFrame) -> None:
     assert "(" in rendered.loc["model", "SSIM"] and not rendered.loc["model", "SSIM"].endswith("*")
 
 
+def test_rank_methods_orders_best_first() -> None:
+    summary = pd.DataFrame({"method": ["a", "b"], "mse_mean": [0.2, 0.1], "psnr_mean": [30.0, 20.0]})
+    ranks = evaluation.rank_methods(summary, metrics=("mse", "psnr"))
+    assert list(ranks["MSE"]) == ["b", "a"] and list(ranks["PSNR (dB)"]) == ["a", "b"]
+
+
 def test_paper_comparison_has_the_papers_numbers(metrics: pd.DataFrame) -> None:
     table = evaluation.paper_comparison(evaluation.summary_table(metrics))
     assert table.loc["model", ("PSNR (dB)", "paper")] == "29.57"
