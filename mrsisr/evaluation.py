@@ -40,7 +40,7 @@ RESULT_FILES: tuple[str, ...] = ("metrics.csv", *BREAKDOWNS, "statistics.csv")
 SIGNIFICANCE = 0.05
 HIGHER_IS_BETTER = frozenset({"psnr", "psnr_range", "ssim"})
 METRIC_LABELS = {
-    "mse": ("MSE", 4),
+    "mse": ("MSE", 5),
     "rmse": ("RMSE", 4),
     "psnr": ("PSNR (dB)", 2),
     "psnr_range": ("PSNR, truth range (dB)", 2),
@@ -347,7 +347,7 @@ def plot_examples(
             error = errors[method]
             mse = float(np.mean(np.square(error)))
             image = bottom[col].imshow(error, cmap="RdBu_r", vmin=-limit, vmax=limit)
-            bottom[col].set_title(f"error {method}\nMSE {mse:.4f}, RMSE {np.sqrt(mse):.3f}", fontsize=8)
+            bottom[col].set_title(f"error {method}\nMSE {mse:.2g}, RMSE {np.sqrt(mse):.2g}", fontsize=8)
         fig.colorbar(image, ax=list(bottom), shrink=0.8, extend="both", label="upscaled − truth")
     for ax in axes.ravel():
         ax.set_axis_off()

@@ -88,7 +88,7 @@ def test_rank_methods_orders_best_first() -> None:
 def test_paper_comparison_has_the_papers_numbers(metrics: pd.DataFrame) -> None:
     table = evaluation.paper_comparison(evaluation.summary_table(metrics))
     assert table.loc["model", ("PSNR (dB)", "paper")] == "29.57"
-    assert table.loc["spline", ("MSE", "paper")] == "0.0037 ± 0.0012"
+    assert table.loc["spline", ("MSE", "paper")] == "0.00370 ± 0.00120"
     assert table.loc["nearest", ("LPIPS", "paper")] == "0.260"
     assert "doi:10.1177/03000605251330578" in evaluation.paper_table2()["citation"]
 
