@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mrsisr import cache
 from mrsisr.anatomy import load_subject
@@ -231,3 +231,39 @@ def read_subject(output: cache.StageOutput | str | os.PathLike, subject: str) ->
         raise FileNotFoundError(f"{path}: no such subject in the anatomy stage output")
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
+
+
+def dice_summary(output: cache.StageOutput) -> pd.DataFrame:
+    """Mean, SD, minimum and maximum over the cohort of each tissue's Dice (rows GM, WM, CSF)."""
+    dice = pd.read_csv(output.path / "dice.csv")
+    if dice.empty:
+        raise ValueError(f"{output.path / 'dice.csv'} is empty: Dice needs the phantom's ground truth")
+    table = dice[[f"dice_{t}" for t in ("gm", "wm", "csf")]].agg(["mean", "std", "min", "max"]).T
+    table.index = ["GM", "WM", "CSF"]
+    return table.rename(columns={"std": "sd"})
+
+
+def figure_slice(output: cache.StageOutput) -> tuple[str, int]:
+    """The subject and axial slice of Figure 1: the first subject's slice with the largest tumour area."""
+    subject = pd.read_csv(output.path / "subjects.csv")["subject"].iloc[0]
+    labels = read_subject(output, subject)["labels"]
+    return subject, int(np.argmax((labels > 0).sum(axis=(0, 1))))
+
+
+def plot_anatomy_slice(arrays: Mapping[str, np.ndarray], k: int):
+    """Draw FLAIR, GM, WM and CSF of axial slice ``k`` (Figure 1, top row); returns the figure.
+
+    Slices are shown with the subject's right on the image's right (x left to right, anterior up).
+    """
+    import matplotlib.pyplot as plt
+
+    panels = [("FLAIR", "flair", "gray", None), ("GM", "gm", "magma", 1), ("WM", "wm", "magma", 1)]
+    panels.append(("CSF", "csf", "magma", 1))
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.6), layout="constrained")
+    for ax, (title, key, cmap, vmax) in zip(axes, panels, strict=True):
+        image = ax.imshow(arrays[key][:, :, k].T, origin="lower", cmap=cmap, vmin=0, vmax=vmax)
+        ax.set_title(title)
+        ax.set_axis_off()
+        if vmax:
+            fig.colorbar(image, ax=ax, shrink=0.8, label="fraction")
+    return fig

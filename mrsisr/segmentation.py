@@ -1,18 +1,27 @@
 """Partial-volume tissue segmentation (GM, WM, CSF) of a skull-stripped T1 with an HMRF/EM classifier.
 
 The classifier is dipy's ``TissueClassifierHMRF`` (Zhang et al. 2001, the algorithm of FSL FAST): a
-Gaussian mixture of the T1 intensities with a Potts Markov random field prior, fitted by ICM and EM,
-returning per-class posterior probabilities that serve as partial-volume fractions. Tumour voxels are
-kept out of the tissue classes: together with the background they form a fourth, near-zero class, so
-they neither bias the tissue means nor receive tissue fractions. The background and tumour carry a
-tiny deterministic jitter because dipy 1.12 returns NaN for a class of exactly constant intensity
-(dipy issue 3943).
+Gaussian mixture of the T1 intensities with a Potts Markov random field prior, fitted by ICM and EM. Its
+posteriors are nearly binary, so, as FAST does, the partial-volume fractions come from a separate mixel
+step: each voxel is a linear mixture of the two tissues whose pure intensities (taken from the interior
+of the HMRF labels) bracket its own intensity. Tumour voxels are kept out of the tissue classes:
+together with the background they form a fourth, near-zero class, so they neither bias the tissue means
+nor receive tissue fractions. The background and tumour carry a tiny deterministic jitter because dipy
+1.12 returns NaN for a class of exactly constant intensity (dipy issue 3943).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from dipy.segment.tissue import TissueClassifierHMRF
+from scipy import ndimage
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():
+    # dipy imports tqdm.auto, which warns inside Jupyter when ipywidgets is not installed
+    warnings.simplefilter("ignore", TqdmWarning)
+    from dipy.segment.tissue import TissueClassifierHMRF
 
 METHODS = ("dipy_hmrf",)
 TISSUES = ("csf", "gm", "wm")  # in order of increasing T1 signal
@@ -79,17 +88,58 @@ def segment_tissues(
 
     classifier = TissueClassifierHMRF(verbose=False)
     _, _, pve = classifier.classify(image, len(TISSUES) + 1, beta, tolerance=1e-5, max_iter=max_iter)
-    pve = np.nan_to_num(pve[..., 1:])  # class 0 is the near-zero background class
-    means = [(pve[..., k] * image)[inside].sum() / max(pve[..., k][inside].sum(), 1e-9) for k in range(len(TISSUES))]
-    order = np.argsort(means)
-    total = pve.sum(axis=-1)
-    total[total == 0] = 1.0
+    means = class_means(image, _ordered_labels(image, np.argmax(pve, axis=-1)), inside)
     out = {}
-    for name, k in zip(TISSUES, order, strict=True):
+    for name, fraction in unmix_two_tissues(image, means).items():
         full = np.zeros(t1.shape, dtype=np.float32)
-        full[box] = np.where(inside, pve[..., k] / total, 0.0)
+        full[box] = np.where(inside, fraction, 0.0)
         out[name] = full
     return out
+
+
+def _ordered_labels(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Renumber classes by increasing mean intensity (dipy does not order them): 0 background, 1 CSF, ..."""
+    means = [image[labels == k].mean() if (labels == k).any() else -np.inf for k in range(labels.max() + 1)]
+    rank = np.empty(len(means), dtype=np.int64)
+    rank[np.argsort(means)] = np.arange(len(means))
+    return rank[labels]
+
+
+def class_means(image: np.ndarray, hard: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Pure-tissue intensity of each tissue class: the median over the interior of its HMRF label.
+
+    ``hard`` holds the HMRF labels (0 background, then classes by increasing mean intensity); a voxel is
+    interior when it and its six neighbours carry the same label, so partial-volume borders do not pull
+    the means (a CSF class mean taken over all its voxels lies far above pure CSF).
+    """
+    means = []
+    for k, name in enumerate(TISSUES, start=1):
+        label = (hard == k) & inside
+        interior = ndimage.binary_erosion(label) & inside
+        voxels = image[interior] if interior.sum() >= 10 else image[label]
+        if voxels.size == 0:
+            raise ValueError(f"segmentation found no {name.upper()} voxels: is the T1 skull-stripped and T1-weighted?")
+        means.append(float(np.median(voxels)))
+    if not means[0] < means[1] < means[2]:
+        raise ValueError(f"tissue intensities are not ordered CSF < GM < WM ({np.round(means, 3)}): not a T1 image?")
+    return np.asarray(means)
+
+
+def unmix_two_tissues(image: np.ndarray, means: np.ndarray) -> dict[str, np.ndarray]:
+    """Partial-volume fractions by a linear two-tissue mixel model.
+
+    A voxel between the CSF and GM means is a CSF/GM mixture, one between the GM and WM means a GM/WM
+    mixture, in proportion to its distance from the two means; beyond the extreme means it is pure.
+    """
+    csf_mu, gm_mu, wm_mu = means
+    to_gm = np.clip((image - csf_mu) / (gm_mu - csf_mu), 0.0, 1.0)
+    to_wm = np.clip((image - gm_mu) / (wm_mu - gm_mu), 0.0, 1.0)
+    low = image < gm_mu
+    return {
+        "csf": np.where(low, 1.0 - to_gm, 0.0),
+        "gm": np.where(low, to_gm, 1.0 - to_wm),
+        "wm": np.where(low, 0.0, to_wm),
+    }
 
 
 def dice_scores(estimate: dict[str, np.ndarray], truth: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float]:

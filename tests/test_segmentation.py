@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mrsisr.phantom import make_phantom
-from mrsisr.segmentation import TISSUES, dice_scores, segment_tissues
+from mrsisr.segmentation import TISSUES, class_means, dice_scores, segment_tissues, unmix_two_tissues
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,9 @@ def test_fractions_are_partial_volumes_outside_the_tumour(subject):
     np.testing.assert_allclose(total[tissue], 1.0, atol=1e-4)
     assert np.all(total[~tissue] == 0)  # background and tumour labels get no tissue
     mixed = (fractions["gm"] > 0.1) & (fractions["gm"] < 0.9)
-    assert mixed.sum() > 0.01 * tissue.sum()  # genuinely partial-volume, not only hard labels
+    assert mixed.sum() > 0.2 * tissue.sum()  # genuinely partial-volume, not only hard labels
+    error = [np.abs(fractions[t] - phantom[f"{t}_true"])[tissue].mean() for t in TISSUES]
+    assert max(error) < 0.1
 
 
 def test_dice_against_phantom_truth_meets_targets(subject):
@@ -31,7 +33,7 @@ def test_dice_against_phantom_truth_meets_targets(subject):
     scores = dice_scores(fractions, truth, phantom["brain"] & (phantom["labels"] == 0))
     assert scores["dice_gm"] >= 0.85
     assert scores["dice_wm"] >= 0.88
-    assert scores["dice_csf"] >= 0.5
+    assert scores["dice_csf"] >= 0.7
 
 
 def test_exactly_zero_background_gives_no_nan():
@@ -40,6 +42,22 @@ def test_exactly_zero_background_gives_no_nan():
     fractions = segment_tissues(t1, phantom["brain"])
     assert all(np.isfinite(fractions[t]).all() for t in TISSUES)
     assert fractions["wm"][phantom["labels"] > 0].max() > 0  # without labels the tumour is classified
+
+
+def test_two_tissue_mixel_model_on_known_intensities():
+    image = np.array([0.1, 0.3, 0.45, 0.6, 0.75, 0.9, 1.2])
+    fractions = unmix_two_tissues(image, np.array([0.3, 0.6, 0.9]))
+    np.testing.assert_allclose(fractions["csf"], [1, 1, 0.5, 0, 0, 0, 0])
+    np.testing.assert_allclose(fractions["gm"], [0, 0, 0.5, 1, 0.5, 0, 0])
+    np.testing.assert_allclose(fractions["wm"], [0, 0, 0, 0, 0.5, 1, 1])
+
+
+def test_class_means_refuse_an_image_without_t1_contrast():
+    image = np.random.default_rng(0).random((12, 12, 12))
+    hard = np.tile(np.array([1, 2, 3]).repeat(4), (12, 12, 1))  # CSF, GM, WM slabs along z
+    image[..., :4] += 2.0  # the "CSF" slab is the brightest
+    with pytest.raises(ValueError, match="not ordered CSF < GM < WM"):
+        class_means(image, hard, np.ones(image.shape, bool))
 
 
 def test_dice_scores_on_hand_made_labels():
