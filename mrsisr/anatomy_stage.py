@@ -27,7 +27,7 @@ from mrsisr import cache
 from mrsisr.anatomy import load_subject
 from mrsisr.atomic import save_json, save_npz, save_text
 from mrsisr.brats import find_cases
-from mrsisr.phantom import make_phantom
+from mrsisr.phantom import load_templates, make_phantom
 from mrsisr.segmentation import TISSUES, dice_scores, segment_tissues
 
 STAGE = "anatomy"
@@ -202,6 +202,8 @@ def run_anatomy_stage(
         voxel_mm, method = float(keyed["anatomy_voxel_mm"]), keyed["segmentation_method"]
         jobs = [(spec, voxel_mm, method, str(output.path)) for spec in specs]
         start = time.perf_counter()
+        if keyed["anatomy_source"] == "phantom":
+            load_templates(voxel_mm)  # read once here; forked workers inherit the cached templates
         if workers > 1:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
