@@ -1,6 +1,6 @@
 """End to end: the ci profile through ``mrsisr run`` and papermill (the session's one run, conftest.py).
 
-Stages 01-02 always run; stages 03-05 run when their notebooks are in the repository.
+Stages 01-02 run first, then 03-05, each as far as its notebook is in the repository.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def test_anatomy_stage_artifacts(ci_run):
 
 
 def test_dataset_stage_artifacts(ci_run):
+    if "synthesis" not in ci_run["stages"]:
+        pytest.skip("notebook 02 is not in notebooks/ yet")
     dataset = current(ci_run["run_dir"], "dataset").path
     for split in ("train", "val", "test"):
         hr = np.load(dataset / f"{split}_hr.npy", mmap_mode="r")
@@ -73,16 +75,20 @@ def test_dataset_stage_artifacts(ci_run):
 
 
 def test_figures_of_the_run(ci_run):
-    expected = ["fig1_top_anatomy.png", "fig1_bottom_maps.png"]
-    if "evaluation" in ci_run["stages"]:
-        expected += ["fig2_architecture.png", "fig_learning_curves.png", "fig3_examples.png", "fig4_validation_7t.png"]
-    for name in expected:
+    by_stage = {
+        "segmentation": ["fig1_top_anatomy.png"],
+        "synthesis": ["fig1_bottom_maps.png"],
+        "training": ["fig2_architecture.png", "fig_learning_curves.png"],
+        "evaluation": ["fig3_examples.png"],
+        "validation_7t": ["fig4_validation_7t.png"],
+    }
+    for name in [figure for stage in ci_run["stages"] for figure in by_stage[stage]]:
         path = ci_run["figures_dir"] / name
         assert path.is_file() and path.stat().st_size > 1000, f"figure {name} missing or empty"
 
 
 def test_modelling_stage_artifacts(ci_run):
-    if "evaluation" not in ci_run["stages"]:
+    if ci_run["stages"][-1] != "validation_7t":
         pytest.skip("notebooks 03-05 are not in notebooks/ yet")
     run_dir = ci_run["run_dir"]
     assert (run_dir / "model" / "model.keras").is_file()
