@@ -149,3 +149,16 @@ def test_stage_reuses_a_complete_output(tmp_path):
     assert again.path == first.path and npz.stat().st_mtime_ns == stamp
     with pytest.raises(FileNotFoundError, match="no such subject"):
         read_subject(first, "phantom_999")
+
+
+def test_stage_reads_a_glob_of_nifti_subjects(tmp_path, phantom):
+    _write(tmp_path / "sub01_T1.nii.gz", phantom["t1"])
+    _write(tmp_path / "sub01_seg.nii.gz", phantom["labels"])
+    params = _params(anatomy_source="nifti", nifti_glob=str(tmp_path / "*_T1.nii.gz"), n_subjects=0)
+    output = run_anatomy_stage(tmp_path / "run", params, workers=1, progress=False)
+    subjects = pd.read_csv(output.path / "subjects.csv")
+    assert subjects.to_dict("records") == [{"subject": "sub01", "grade": "HGG", "source": "nifti"}]
+    assert pd.read_csv(output.path / "dice.csv").empty  # no ground truth outside the phantom cohort
+    arrays = read_subject(output, "sub01")
+    np.testing.assert_array_equal(arrays["labels"], phantom["labels"])
+    assert np.all(arrays["gm"][phantom["labels"] > 0] == 0) and arrays["flair"].any()
