@@ -1,0 +1,173 @@
+"""Custom Keras layers of the super-resolution network (backend-agnostic: ``keras.layers``/``keras.ops`` only).
+
+- :class:`SpaceToDepth` / :class:`DepthToSpace`: lossless rearrangements between an ``(H, W, C)`` image and an
+  ``(H/r, W/r, r*r*C)`` one (the channel index is ``(i * r + j) * C + c`` for the pixel ``(r*h + i, r*w + j)``).
+- :class:`ERB`: FMEN's edge-enhanced re-parameterisable block in its training form: a 1x1 convolution expanding
+  to ``2C`` channels, a 3x3 convolution with an inner residual around it, a 1x1 convolution reducing back to
+  ``C`` and an outer residual. Everything is linear, and the expansion has no bias, so the block equals one 3x3
+  convolution exactly (zero padding included): :meth:`ERB.fused_kernel` gives it.
+- :class:`HFAB`: FMEN's high-frequency attention branch: BatchNorm, 3x3 squeeze to a mid width, LeakyReLU, an
+  ERB at the mid width, LeakyReLU, BatchNorm, 3x3 excite back, BatchNorm, sigmoid, multiplying the input.
+- :class:`GDFN`: Restormer's gated depth-wise feed-forward network with a residual: LayerNorm, 1x1 to
+  ``2 * int(2.66 C)`` channels, 3x3 depth-wise convolution, a GELU gate, 1x1 back to ``C``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+PACKAGE = "mrsisr"
+GDFN_EXPANSION = 2.66  # Restormer's feed-forward expansion factor
+LEAKY_SLOPE = 0.1
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SpaceToDepth(layers.Layer):
+    """Rearrange ``(N, H, W, C)`` into ``(N, H/r, W/r, r*r*C)`` without losing anything."""
+
+    def __init__(self, block_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        r = self.block_size
+        _, height, width, channels = ops.shape(x)
+        x = ops.reshape(x, (-1, height // r, r, width // r, r, channels))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (-1, height // r, width // r, r * r * channels))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        r = self.block_size
+        return (n, None if h is None else h // r, None if w is None else w // r, c * r * r)
+
+    def get_config(self):
+        return super().get_config() | {"block_size": self.block_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DepthToSpace(layers.Layer):
+    """Rearrange ``(N, H, W, r*r*C)`` into ``(N, r*H, r*W, C)``; the inverse of :class:`SpaceToDepth`."""
+
+    def __init__(self, block_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        r = self.block_size
+        _, height, width, channels = ops.shape(x)
+        out_channels = channels // (r * r)
+        x = ops.reshape(x, (-1, height, width, r, r, out_channels))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (-1, height * r, width * r, out_channels))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        r = self.block_size
+        return (n, None if h is None else h * r, None if w is None else w * r, c // (r * r))
+
+    def get_config(self):
+        return super().get_config() | {"block_size": self.block_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ERB(layers.Layer):
+    """FMEN's edge-enhanced re-parameterisable block, training form, ``C`` channels in and out.
+
+    ``y = x + reduce(expand(x) + conv3x3(expand(x)))`` with ``expand`` a bias-free 1x1 convolution to
+    ``2C`` channels and ``reduce`` a 1x1 convolution back to ``C``.
+    """
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.expand = layers.Conv2D(2 * self.channels, 1, use_bias=False, name="expand")
+        self.conv = layers.Conv2D(2 * self.channels, 3, padding="same", name="conv3x3")
+        self.reduce = layers.Conv2D(self.channels, 1, name="reduce")
+
+    def build(self, input_shape):
+        self.expand.build(input_shape)
+        wide = (*input_shape[:-1], 2 * self.channels)
+        self.conv.build(wide)
+        self.reduce.build(wide)
+
+    def call(self, x):
+        expanded = self.expand(x)
+        return x + self.reduce(expanded + self.conv(expanded))
+
+    def fused_kernel(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the kernel ``(3, 3, C, C)`` and bias ``(C,)`` of the single 3x3 convolution this block equals."""
+        expand = ops.convert_to_numpy(self.expand.kernel)[0, 0]  # (C, 2C)
+        conv, conv_bias = (ops.convert_to_numpy(w) for w in (self.conv.kernel, self.conv.bias))
+        reduce, reduce_bias = ops.convert_to_numpy(self.reduce.kernel)[0, 0], ops.convert_to_numpy(self.reduce.bias)
+        wide = conv.copy()
+        wide[1, 1] += np.eye(2 * self.channels, dtype=wide.dtype)  # the inner residual
+        kernel = np.einsum("ce,hwef,fd->hwcd", expand, wide, reduce)
+        kernel[1, 1] += np.eye(self.channels, dtype=kernel.dtype)  # the outer residual
+        return kernel, conv_bias @ reduce + reduce_bias
+
+    def get_config(self):
+        return super().get_config() | {"channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HFAB(layers.Layer):
+    """FMEN's high-frequency attention branch: a sigmoid mask, computed at ``mid_channels``, times the input."""
+
+    def __init__(self, channels: int, mid_channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.mid_channels = int(channels), int(mid_channels)
+        self.norm_in = layers.BatchNormalization(name="bn_in")
+        self.squeeze = layers.Conv2D(self.mid_channels, 3, padding="same", name="squeeze")
+        self.erb = ERB(self.mid_channels, name="erb")
+        self.norm_mid = layers.BatchNormalization(name="bn_mid")
+        self.excite = layers.Conv2D(self.channels, 3, padding="same", name="excite")
+        self.norm_out = layers.BatchNormalization(name="bn_out")
+
+    def build(self, input_shape):
+        mid = (*input_shape[:-1], self.mid_channels)
+        self.norm_in.build(input_shape)
+        self.squeeze.build(input_shape)
+        self.erb.build(mid)
+        self.norm_mid.build(mid)
+        self.excite.build(mid)
+        self.norm_out.build(input_shape)
+
+    def call(self, x, training=None):
+        a = ops.leaky_relu(self.squeeze(self.norm_in(x, training=training)), LEAKY_SLOPE)
+        a = self.norm_mid(ops.leaky_relu(self.erb(a), LEAKY_SLOPE), training=training)
+        a = self.norm_out(self.excite(a), training=training)
+        return x * ops.sigmoid(a)
+
+    def get_config(self):
+        return super().get_config() | {"channels": self.channels, "mid_channels": self.mid_channels}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GDFN(layers.Layer):
+    """Restormer's gated depth-wise feed-forward network with its residual connection."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.hidden = int(GDFN_EXPANSION * self.channels)
+        self.norm = layers.LayerNormalization(epsilon=1e-6, name="ln")
+        self.project_in = layers.Conv2D(2 * self.hidden, 1, name="project_in")
+        self.depthwise = layers.DepthwiseConv2D(3, padding="same", name="dwconv")
+        self.project_out = layers.Conv2D(self.channels, 1, name="project_out")
+
+    def build(self, input_shape):
+        wide = (*input_shape[:-1], 2 * self.hidden)
+        self.norm.build(input_shape)
+        self.project_in.build(input_shape)
+        self.depthwise.build(wide)
+        self.project_out.build((*input_shape[:-1], self.hidden))
+
+    def call(self, x):
+        gate, value = ops.split(self.depthwise(self.project_in(self.norm(x))), 2, axis=-1)
+        return x + self.project_out(ops.gelu(gate, approximate=True) * value)
+
+    def get_config(self):
+        return super().get_config() | {"channels": self.channels}

@@ -1,0 +1,196 @@
+"""The FLAIR-guided super-resolution network (32x32 map + 128x128 FLAIR -> 128x128 map), saving and prediction.
+
+Architecture (``build_model``; the paper's Figure 2 as we read it):
+
+1. **Guidance**: the 128x128 FLAIR enters the 32x32 trunk by space-to-depth (x4 -> 16 channels, nothing lost)
+   and is concatenated with the low-resolution map (17 channels).
+2. **Head**: a 3x3 convolution to ``width`` channels.
+3. **Trunk**: ``n_pairs`` pairs of an ERB (+ LeakyReLU), an HFAB attention branch and a GDFN.
+4. **Long skip**: the head output is added to the trunk output.
+5. **Tail**: a 3x3 convolution to 16 channels and depth-to-space x4 (sub-pixel convolution).
+6. **Global skip**: the low-resolution map upsampled x4 by *bilinear* interpolation (half-pixel centres, the
+   pixel-area alignment of ``mrsisr.kspace``; bilinear is the same under every Keras backend, bicubic is not)
+   is added to the output, so the network learns the residual detail.
+
+Prediction at other sizes (:func:`predict`): every layer is convolutional or per-pixel, so the same weights
+apply to any map whose sides the guide matches x4. ``predict`` rebuilds the architecture from the model's
+config with the needed input shapes, copies the weights and caches the rebuilt model per (model, shape).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from mrsisr.layers import ERB, GDFN, HFAB, LEAKY_SLOPE, DepthToSpace, SpaceToDepth
+
+FACTOR = 4
+LR_SIZE = 32
+DEFAULT_WIDTH = 36
+DEFAULT_MID_WIDTH = 12
+DEFAULT_PAIRS = 8
+
+_RESIZED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def build_model(
+    width: int = DEFAULT_WIDTH,
+    mid_width: int = DEFAULT_MID_WIDTH,
+    n_pairs: int = DEFAULT_PAIRS,
+    use_gdfn: bool = True,
+    guided: bool = True,
+    lr_shape: tuple[int, int] = (LR_SIZE, LR_SIZE),
+) -> keras.Model:
+    """Build the super-resolution network.
+
+    Parameters
+    ----------
+    width : int
+        Channels of the trunk (``C``). The default gives about 650,000 trainable parameters.
+    mid_width : int
+        Channels inside each HFAB attention branch.
+    n_pairs : int
+        Number of ERB + HFAB (+ GDFN) pairs in the trunk (the paper: 8).
+    use_gdfn : bool
+        Put a GDFN after each HFAB (ablation switch).
+    guided : bool
+        Take the FLAIR guide as a second input. Without it the model has the single input ``lr``.
+    lr_shape : tuple of int
+        In-plane shape ``(h, w)`` of the low-resolution input; the guide and the output are ``(4h, 4w)``.
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``lr`` ``(h, w, 1)`` (and ``guide`` ``(4h, 4w, 1)``), output ``sr`` ``(4h, 4w, 1)``.
+    """
+    for name, value in (("width", width), ("mid_width", mid_width), ("n_pairs", n_pairs)):
+        if int(value) < 1:
+            raise ValueError(f"build_model: {name} must be a positive integer, got {value!r}")
+    height, wide = (int(s) for s in lr_shape)
+    lr = keras.Input((height, wide, 1), name="lr")
+    inputs = [lr]
+    features = lr
+    if guided:
+        guide = keras.Input((FACTOR * height, FACTOR * wide, 1), name="guide")
+        inputs.append(guide)
+        features = layers.Concatenate(name="concat_guide")([lr, SpaceToDepth(FACTOR, name="space_to_depth")(guide)])
+    head = layers.Conv2D(width, 3, padding="same", name="head_conv")(features)
+    x = head
+    for i in range(1, n_pairs + 1):
+        x = ERB(width, name=f"pair{i}_erb")(x)
+        x = layers.LeakyReLU(LEAKY_SLOPE, name=f"pair{i}_act")(x)
+        x = HFAB(width, mid_width, name=f"pair{i}_hfab")(x)
+        if use_gdfn:
+            x = GDFN(width, name=f"pair{i}_gdfn")(x)
+    x = layers.Add(name="long_skip")([head, x])
+    x = layers.Conv2D(FACTOR * FACTOR, 3, padding="same", name="tail_conv")(x)
+    x = DepthToSpace(FACTOR, name="depth_to_space")(x)
+    upsampled = layers.UpSampling2D(FACTOR, interpolation="bilinear", name="lr_upsample")(lr)
+    sr = layers.Add(name="sr")([x, upsampled])
+    name = f"mrsisr_w{width}_m{mid_width}_p{n_pairs}" + ("_gdfn" if use_gdfn else "") + ("_guided" if guided else "")
+    return keras.Model(inputs, sr, name=name)
+
+
+def count_parameters(model: keras.Model) -> int:
+    """Return the number of trainable parameters of ``model``."""
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def is_guided(model: keras.Model) -> bool:
+    """True when ``model`` takes the FLAIR ``guide`` input."""
+    return len(model.inputs) == 2
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a model saved with ``model.save(path)`` (``.keras`` format, ``safe_mode`` on).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a ``.keras`` archive, is corrupt, or does not hold an mrsisr network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise ValueError(f"model file {path} is not a Keras .keras archive (a zip written by model.save)")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for damaged or foreign archives
+        raise ValueError(f"model file {path} could not be loaded: {type(error).__name__}: {error}") from error
+    names = [t.name for t in model.inputs]
+    if names[:1] != ["lr"] or names[1:] not in ([], ["guide"]) or len(model.outputs) != 1:
+        raise ValueError(f"model file {path} is not an mrsisr network: inputs {names}, expected ['lr'(, 'guide')]")
+    return model
+
+
+def _check_inputs(lr: np.ndarray, guide: np.ndarray | None, guided: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    lr = np.asarray(lr, dtype=np.float32)
+    if lr.ndim != 3 or 0 in lr.shape:
+        raise ValueError(f"lr must be a non-empty (N, h, w) array of maps, got shape {lr.shape}")
+    if not guided:
+        return lr, None
+    if guide is None:
+        raise ValueError("this model is FLAIR-guided: pass guide, an (N, 4h, 4w) array")
+    guide = np.asarray(guide, dtype=np.float32)
+    expected = (lr.shape[0], FACTOR * lr.shape[1], FACTOR * lr.shape[2])
+    if guide.shape != expected:
+        raise ValueError(f"guide shape {guide.shape} does not match lr shape {lr.shape}: expected {expected}")
+    return lr, guide
+
+
+def model_for_shape(model: keras.Model, lr_shape: tuple[int, int]) -> keras.Model:
+    """Return ``model`` rebuilt for low-resolution inputs of in-plane shape ``lr_shape`` (same weights, cached)."""
+    lr_shape = tuple(int(s) for s in lr_shape)
+    if tuple(model.inputs[0].shape[1:3]) == lr_shape:
+        return model
+    cached = _RESIZED.setdefault(model, {})
+    if lr_shape not in cached:
+        config = model.get_config()
+        for layer in config["layers"]:
+            if layer["class_name"] == "InputLayer":
+                scale = 1 if layer["config"]["name"] == "lr" else FACTOR
+                layer["config"]["batch_shape"] = [None, scale * lr_shape[0], scale * lr_shape[1], 1]
+        resized = keras.Model.from_config(config)
+        resized.set_weights(model.get_weights())
+        cached[lr_shape] = resized
+    return cached[lr_shape]
+
+
+def predict(
+    model: keras.Model, lr: np.ndarray, guide: np.ndarray | None = None, batch_size: int = 32
+) -> np.ndarray:
+    """Upscale low-resolution maps x4 with ``model``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A network from :func:`build_model` or :func:`load_model`.
+    lr : ndarray, shape (N, h, w)
+        Low-resolution maps, any in-plane size (the network is fully convolutional).
+    guide : ndarray, shape (N, 4h, 4w), optional
+        FLAIR slices; required by a guided model, ignored (may be None) for an unguided one.
+    batch_size : int
+        Maps per forward pass.
+
+    Returns
+    -------
+    ndarray, shape (N, 4h, 4w), float32
+    """
+    lr, guide = _check_inputs(lr, guide, is_guided(model))
+    network = model_for_shape(model, lr.shape[1:])
+    outputs = []
+    for start in range(0, len(lr), batch_size):
+        batch = [lr[start : start + batch_size, ..., None]]
+        if guide is not None:
+            batch.append(guide[start : start + batch_size, ..., None])
+        outputs.append(keras.ops.convert_to_numpy(network(batch, training=False))[..., 0])
+    return np.concatenate(outputs).astype(np.float32, copy=False)

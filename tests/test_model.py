@@ -1,0 +1,120 @@
+"""The network: shapes, parameter count, guidance switch, save/load, prediction at any size, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from mrsisr.model import build_model, count_parameters, load_model, predict
+
+TINY = {"width": 8, "mid_width": 4, "n_pairs": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_model(**TINY)
+
+
+def _maps(n, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, h, w), dtype=np.float32), rng.random((n, 4 * h, 4 * w), dtype=np.float32)
+
+
+def test_default_model_has_the_papers_size_and_shapes():
+    model = build_model()
+    assert abs(count_parameters(model) - 650_000) <= 0.05 * 650_000
+    assert [tuple(t.shape) for t in model.inputs] == [(None, 32, 32, 1), (None, 128, 128, 1)]
+    assert tuple(model.output.shape) == (None, 128, 128, 1)
+    names = {layer.name for layer in model.layers}
+    assert {"space_to_depth", "head_conv", "pair8_erb", "pair8_hfab", "pair8_gdfn", "long_skip"} <= names
+    assert {"tail_conv", "depth_to_space", "lr_upsample", "sr"} <= names
+
+
+def test_ablation_switches_change_the_graph():
+    unguided = build_model(**TINY, guided=False, use_gdfn=False)
+    assert [t.name for t in unguided.inputs] == ["lr"]
+    assert not any("gdfn" in layer.name for layer in unguided.layers)
+    lr, _ = _maps(3, 32, 32)
+    assert predict(unguided, lr, guide=None).shape == (3, 128, 128)
+    assert count_parameters(unguided) < count_parameters(build_model(**TINY))
+
+
+def test_untrained_output_is_the_upsampled_map_plus_a_residual(tiny):
+    lr = np.full((2, 32, 32), 0.5, np.float32)
+    guide = np.zeros((2, 128, 128), np.float32)
+    out = predict(tiny, lr, guide)
+    assert out.shape == (2, 128, 128) and out.dtype == np.float32 and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (32, 42), (8, 8)])
+def test_predict_takes_any_in_plane_size_with_the_same_weights(tiny, shape):
+    lr, guide = _maps(5, *shape)
+    out = predict(tiny, lr, guide, batch_size=2)
+    assert out.shape == (5, 4 * shape[0], 4 * shape[1])
+    # the 32x32 network on a centre crop agrees beyond the receptive field (13 LR pixels) from the crop's edges
+    if shape == (64, 64):
+        crop = predict(tiny, lr[:, 16:48, 16:48], guide[:, 64:192, 64:192])
+        np.testing.assert_allclose(out[:, 64 + 52 : 192 - 52, 64 + 52 : 192 - 52], crop[:, 52:-52, 52:-52], atol=1e-4)
+
+
+def test_save_and_load_give_identical_predictions(tiny, tmp_path):
+    path = tmp_path / "model.keras"
+    tiny.save(path)
+    loaded = load_model(path)
+    lr, guide = _maps(4, 32, 32, seed=3)
+    np.testing.assert_array_equal(predict(loaded, lr, guide), predict(tiny, lr, guide))
+
+
+@pytest.mark.parametrize(
+    ("lr_shape", "guide_shape", "message"),
+    [((4, 32), (4, 128, 128), r"\(N, h, w\).*\(4, 32\)"), ((4, 32, 32), (4, 128, 120), r"guide shape \(4, 128, 120\)")],
+)
+def test_predict_rejects_bad_shapes_naming_them(tiny, lr_shape, guide_shape, message):
+    with pytest.raises(ValueError, match=message):
+        predict(tiny, np.zeros(lr_shape, np.float32), np.zeros(guide_shape, np.float32))
+
+
+def test_guided_model_needs_the_guide(tiny):
+    with pytest.raises(ValueError, match="guide"):
+        predict(tiny, np.zeros((1, 32, 32), np.float32))
+
+
+def test_load_model_names_missing_corrupt_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.keras"):
+        load_model(tmp_path / "absent.keras")
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="corrupt.keras"):
+        load_model(corrupt)
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("config.json", "{")
+    with pytest.raises(ValueError, match="broken.keras"):
+        load_model(broken)
+    import keras
+
+    foreign = tmp_path / "foreign.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]).save(foreign)
+    with pytest.raises(ValueError, match="foreign.keras.*not an mrsisr network"):
+        load_model(foreign)
+
+
+FORWARD = (
+    "import numpy as np; from mrsisr.model import build_model, predict; "
+    "m = build_model(width=8, mid_width=4, n_pairs=1); "
+    "print(predict(m, np.zeros((2, 32, 32), 'f4'), np.zeros((2, 128, 128), 'f4')).shape)"
+)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_builds_and_runs_under_each_installed_backend(backend):
+    pytest.importorskip(backend)
+    env = os.environ | {"KERAS_BACKEND": backend}
+    result = subprocess.run([sys.executable, "-c", FORWARD], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(2, 128, 128)" in result.stdout
