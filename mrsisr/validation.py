@@ -27,10 +27,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mrsisr.atomic import atomic_path, save_npz
+from mrsisr.atomic import atomic_path, save_json, save_npz
 from mrsisr.cache import StageOutput, current, publish, stage_output
 from mrsisr.kspace import fourier_resample
 from mrsisr.mrsi_io import SUFFIXES, MRSIVolume, check_same_field_of_view, load_volume, metabolite_from_name
+from mrsisr.standin_7t import STANDIN_LABEL, make_standin, write_standin
 from mrsisr.upscale import guide_slices
 
 VALIDATION_STAGE = "validation"
@@ -38,7 +39,10 @@ REFERENCE_SIZE = 128
 LR_SIZE = 32
 GUIDE_TOKENS = ("flair", "t1", "t1w")
 FIGURE_FILE = "figure4.npz"
-EXPORTS = ("metrics.csv", "table2.csv", "table2_by_kind.csv", "statistics.csv", "slices.csv", FIGURE_FILE)
+RECORD_FILE = "validation.json"
+EXPORTS = ("metrics.csv", "table2.csv", "table2_by_kind.csv", "statistics.csv", "slices.csv", FIGURE_FILE, RECORD_FILE)
+#: The paper's 7T validation (two glioblastoma patients of the open Vienna 7T 3D-CRT-MRSI data): mean MSE.
+PAPER_MSE = {"model": 0.0016, "spline": 0.0035, "nearest": 0.0044}
 
 
 def validation_slices(
@@ -183,8 +187,6 @@ def run_validation(
     output = stage_output(run_dir, VALIDATION_STAGE, params, [trained.key])
     if not output.complete:
         if not mrsi_dir:
-            from mrsisr.standin_7t import make_standin, write_standin
-
             paths = write_standin(output.path / "standin", make_standin(seed, standin_grade, standin_noise))
             subjects = {"standin": {**{k: p for k, p in paths.items() if k != "flair"}, "guide": paths["flair"]}}
         grade = standin_grade if not mrsi_dir else "unknown"
@@ -201,7 +203,7 @@ def run_validation(
         hr, lr = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         guides = None if any(p[2] is None for p in parts) else np.concatenate([p[2] for p in parts])
         meta = pd.concat([p[3] for p in parts], ignore_index=True)
-        model, _ = choose_model(run_dir, guides is not None)
+        model, model_description = choose_model(run_dir, guides is not None)
         predictions = {evaluation.REFERENCE_METHOD: predict(model, lr, guides if is_guided(model) else None)}
         predictions |= evaluation.baseline_predictions(lr, methods)
         metrics = evaluation.evaluate_predictions(predictions, hr, meta)
@@ -219,21 +221,44 @@ def run_validation(
             **anatomy,
             **{f"pred_{method}": pred[shown] for method, pred in predictions.items()},
         )
+        save_json(
+            output.path / RECORD_FILE,
+            {
+                "is_standin": not mrsi_dir,
+                "data": STANDIN_LABEL if not mrsi_dir else f"MRSI maps from {mrsi_dir}",
+                "data_short": "STAND-IN (simulated)" if not mrsi_dir else "real MRSI",
+                "model": model_description,
+                "guided": bool(is_guided(model)),
+                "n_slices": int(len(meta)),
+                "subjects": sorted(subjects),
+            },
+        )
         output.mark_complete()
     publish(run_dir, output, exports=EXPORTS)
     return output
 
 
+def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean MSE of each method here beside the paper's 7T validation (NaN where the paper has none)."""
+    ours = summary.set_index("method")["mse_mean"]
+    return pd.DataFrame({"MSE, paper (7T, 2 patients)": pd.Series(PAPER_MSE), "MSE, here": ours}).reindex(ours.index)
+
+
 def figure_slice(meta: pd.DataFrame) -> np.ndarray:
     """Indices (into ``meta``) of Figure 4's maps: every kind of the first subject at one slice.
 
-    The slice is the one of the first subject with the largest brain fraction among those that every
-    kind of that subject has.
+    Among the slices that every kind of that subject has and whose brain fraction is at least 3/4 of
+    the largest, the slice with the highest tCho maximum (the tumour's choline peak, when there is
+    tCho) or else the most brain.
     """
     subject = meta["subject"].iloc[0]
     rows = meta[meta["subject"] == subject]
     common = set.intersection(*(set(group["slice"]) for _, group in rows.groupby("kind")))
-    best = rows[rows["slice"].isin(common)].sort_values("brain_fraction", ascending=False)["slice"].iloc[0]
+    rows_common = rows[rows["slice"].isin(common)]
+    candidates = rows_common[rows_common["brain_fraction"] >= 0.75 * rows_common["brain_fraction"].max()]
+    choline = candidates[candidates["kind"] == "tCho"]
+    ranked = choline.sort_values("scale") if len(choline) else candidates.sort_values("brain_fraction")
+    best = ranked["slice"].iloc[-1]
     return rows.index[rows["slice"] == best].to_numpy()
 
 
