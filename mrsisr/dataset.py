@@ -100,14 +100,45 @@ def subject_maps(
         raise ValueError(f"subject arrays lack {', '.join(missing)}")
     voxel_mm = np.asarray(arrays["voxel_mm"], dtype=float)
     depth = slab_voxels(grid.thickness_mm, float(voxel_mm[2]))
+    volumes = synthesize_maps(arrays["gm"], arrays["wm"], arrays["csf"], arrays["labels"], grade, rng)
     candidates = candidate_slices(arrays["labels"], arrays["flair"], arrays["brain"], depth)
     chosen = choose_slices(candidates, *slices_range, rng)
-    volumes = synthesize_maps(arrays["gm"], arrays["wm"], arrays["csf"], arrays["labels"], grade, rng)
+    if len(chosen) == 0:
+        empty = np.zeros((0, grid.size, grid.size), np.float32)
+        return {kind: empty for kind in KINDS}, empty, chosen
     centre = brain_centre(arrays["brain"])
     flair_scale = float(np.percentile(arrays["flair"][arrays["brain"]], 99.5)) or 1.0
     maps = {kind: np.stack([extract_slab(volumes[kind], k, voxel_mm, centre, grid) for k in chosen]) for kind in KINDS}
     guide = np.stack([extract_slab(arrays["flair"], k, voxel_mm, centre, grid) for k in chosen]) / flair_scale
     return maps, np.clip(guide, 0.0, 1.0).astype(np.float32), chosen
+
+
+def subject_seeds(seed: int, n_subjects: int) -> list[np.random.SeedSequence]:
+    """Seeds of the split (first) and of each subject in ``subjects.csv`` order (the rest)."""
+    return np.random.SeedSequence([seed, 2]).spawn(n_subjects + 1)
+
+
+def figure_maps(
+    run_dir: str | os.PathLike, params: Mapping[str, Any], subject: str, k: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The five normalised maps and the guide of ``subject``'s slab at slice ``k`` (Figure 1, bottom row).
+
+    The subject's concentrations are drawn from the same seed as in the dataset, so the maps are the
+    ones the dataset holds when it selected that slice.
+    """
+    keyed = stage_params(params)
+    anatomy = cache.current(run_dir, "anatomy")
+    subjects = pd.read_csv(anatomy.path / "subjects.csv", dtype={"subject": str})
+    index = int(np.flatnonzero(subjects["subject"] == subject)[0])
+    grade = subjects["grade"].iloc[index]
+    arrays = read_subject(anatomy, subject)
+    rng = np.random.default_rng(subject_seeds(keyed["seed"], len(subjects))[index + 1])
+    volumes = synthesize_maps(arrays["gm"], arrays["wm"], arrays["csf"], arrays["labels"], grade, rng)
+    grid = MapGrid(keyed["map_size"], float(keyed["fov_mm"]), float(keyed["slice_thickness_mm"]))
+    voxel_mm, centre = np.asarray(arrays["voxel_mm"], float), brain_centre(arrays["brain"])
+    maps = {kind: normalise(extract_slab(volumes[kind], k, voxel_mm, centre, grid))[0] for kind in KINDS}
+    flair = extract_slab(arrays["flair"], k, voxel_mm, centre, grid)
+    return maps, flair / max(float(flair.max()), 1e-12)
 
 
 def normalise(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +173,7 @@ def _build(anatomy: cache.StageOutput, output: cache.StageOutput, keyed: dict[st
     if subjects.empty:
         raise ValueError(f"{anatomy.path / 'subjects.csv'} lists no subject")
     grid = MapGrid(keyed["map_size"], float(keyed["fov_mm"]), float(keyed["slice_thickness_mm"]))
-    seeds = np.random.SeedSequence(keyed["seed"]).spawn(len(subjects) + 1)
+    seeds = subject_seeds(keyed["seed"], len(subjects))
     splits = split_subjects(
         subjects, keyed["n_test_subjects"], float(keyed["val_fraction"]), np.random.default_rng(seeds[0])
     )

@@ -84,5 +84,5 @@ def _padded_window(window: np.ndarray, n_out: int) -> np.ndarray:
     """Centre a window of the kept frequencies inside an ``n_out`` long, fftshifted axis."""
     full = np.zeros(n_out)
     start = n_out // 2 - len(window) // 2
-    full[start : start + len(window)] = window
+    full[start : start + len(window)] = window / window[len(window) // 2]  # 1 at k = 0: the mean is kept
     return full

@@ -42,7 +42,7 @@ def test_hamming_window_reduces_ringing_at_an_edge():
     windowed = fourier_resample(edge, 32, window="hamming")
     assert plain.max() > 1.05
     assert plain.min() < -0.05
-    assert windowed.max() < 1.0
+    assert windowed.max() < 1.01  # Hamming keeps 8 % at its edges: a trace of ringing remains
     assert windowed.min() > -0.01
 
 
