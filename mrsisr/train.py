@@ -272,7 +272,8 @@ def train(
         "epochs_run": int(state["epoch"]),
         "seconds": float(state["seconds"]),
         "best_val_loss": float(state["best_val_loss"]),
-        # training maps per second of epoch time (the validation pass included)
-        "train_samples_per_s": float(len(lr) * len(history) / max(history["seconds"].sum(), 1e-9)),
+        # median over epochs of training maps per second of epoch time (validation included; the first
+        # epoch of a session also traces the graph, the median leaves that out)
+        "train_samples_per_s": float(np.median(len(lr) / history["seconds"].clip(lower=1e-9))),
     }
     return TrainResult(model=best, history=history, stopped_by_budget=stopped_by_budget, info=info)
