@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from mrsisr import default_model
 from mrsisr.atomic import atomic_path, save_json, save_npz
 from mrsisr.cache import StageOutput, current, publish, stage_output
 from mrsisr.kspace import fourier_resample
@@ -127,7 +128,6 @@ def choose_model(run_dir: str | os.PathLike, guided_input: bool):
     The study's model is FLAIR-guided; for real maps without a co-registered FLAIR/T1 the packaged
     default model is used if it is unguided. Otherwise a ValueError says what is missing.
     """
-    from mrsisr.default_model import default_model_path
     from mrsisr.model import is_guided, load_model
 
     trained = current(run_dir, "model")
@@ -135,7 +135,7 @@ def choose_model(run_dir: str | os.PathLike, guided_input: bool):
     if is_guided(model) == guided_input:
         return model, f"the run's trained model ({trained.key})"
     if not guided_input:
-        fallback = load_model(default_model_path())
+        fallback = load_model(default_model.default_model_path())
         if not is_guided(fallback):
             return fallback, "the packaged unguided default model (no guide available)"
     raise ValueError(
@@ -159,7 +159,8 @@ def run_validation(
 
     With an empty ``mrsi_dir`` the stand-in (:mod:`mrsisr.standin_7t`) is simulated and written as
     NIfTI into the stage folder, then read back through the same path as real files. The cache key
-    covers every parameter, the bytes of real input files and the key of the ``model`` stage.
+    covers every parameter, the bytes of real input files and of the packaged default model, and the
+    key of the ``model`` stage.
     """
     from mrsisr import evaluation
     from mrsisr.model import is_guided, predict
@@ -171,6 +172,7 @@ def run_validation(
         "methods": list(methods),
         "min_brain_fraction": float(min_brain_fraction),
         "lpips_weights": evaluation.lpips_weights_digest(),
+        "packaged_model": file_digest(default_model.DEFAULT_MODEL) if default_model.DEFAULT_MODEL.is_file() else "",
     }
     if mrsi_dir:
         subjects = find_mrsi_files(mrsi_dir)

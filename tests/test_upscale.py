@@ -137,3 +137,15 @@ def test_refuses_to_overwrite_without_force(tmp_path, models, capsys):
     assert nib.load(out).shape == (64, 64, 1)
     with pytest.raises(ValueError, match="must be NIfTI"):
         upscale_file(tmp_path / "NAA.nii", tmp_path / "NAA_x4.mnc", model_path=models[False])
+
+
+def test_default_model_lookup(tmp_path, monkeypatch, models):
+    from mrsisr import default_model
+
+    monkeypatch.setattr(default_model, "DEFAULT_MODEL", tmp_path / "absent.keras")
+    with pytest.raises(FileNotFoundError, match="train_default_model.py"):
+        default_model.default_model_path()
+    monkeypatch.setattr(default_model, "DEFAULT_MODEL", models[False])
+    save_nifti(tmp_path / "NAA.nii", brain_like_map((16, 16, 1)))
+    assert main(["upscale", str(tmp_path / "NAA.nii"), "-o", str(tmp_path / "NAA_x4.nii")]) == 0
+    assert nib.load(tmp_path / "NAA_x4.nii").shape == (64, 64, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -115,3 +117,25 @@ def test_standin_volume_geometry_and_label(tmp_path):
     assert flair.data.shape == (128, 128, 39)
     again = make_standin(seed=0)
     np.testing.assert_array_equal(again["maps"]["tCho"], standin["maps"]["tCho"])
+
+
+def test_without_guide_the_packaged_unguided_model_is_used(tmp_path, monkeypatch):
+    from mrsisr import default_model
+
+    run_dir = tmp_path / "run"
+    trained = stage_output(run_dir, "model", {"tiny": True})
+    build_model(width=8, mid_width=4, n_pairs=1, guided=True).save(trained.path / "model.keras")
+    trained.mark_complete()
+    publish(run_dir, trained)
+    write_maps(tmp_path / "mrsi")
+    (tmp_path / "mrsi" / "flair.nii.gz").unlink()
+    monkeypatch.setattr(default_model, "DEFAULT_MODEL", tmp_path / "absent.keras")
+    with pytest.raises(FileNotFoundError, match="no packaged default model"):
+        run_validation(run_dir, mrsi_dir=str(tmp_path / "mrsi"), methods=["spline"])
+    build_model(width=8, mid_width=4, n_pairs=1, guided=False).save(tmp_path / "unguided.keras")
+    monkeypatch.setattr(default_model, "DEFAULT_MODEL", tmp_path / "unguided.keras")
+    output = run_validation(run_dir, mrsi_dir=str(tmp_path / "mrsi"), methods=["spline"])
+    record = json.loads((output.path / "validation.json").read_text())
+    assert record["guided"] is False and "packaged unguided" in record["model"]
+    assert record["is_standin"] is False and record["n_slices"] == 6
+    assert "guide" not in np.load(output.path / "figure4.npz")
