@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     upscale = sub.add_parser("upscale", help="upscale an MRSI metabolite map (NIfTI or MINC2) four-fold in-plane")
     upscale.add_argument("input", help="3D (or singleton 4D) metabolite map: .nii, .nii.gz or .mnc")
     upscale.add_argument("-o", "--output", required=True, help="output NIfTI (.nii or .nii.gz)")
-    upscale.add_argument("--guide", default=None, help="co-registered FLAIR (or T1) volume on the map's grid")
-    upscale.add_argument("--model", default=None, help="trained .keras model (default: the packaged model)")
+    upscale.add_argument("--guide", default=None, help="co-registered FLAIR or T1 (same field of view and slices)")
+    upscale.add_argument("--model", default=None, help="trained .keras model (default: the packaged unguided model)")
     upscale.add_argument("--metabolite", default=None, help="metabolite name when the file name does not say")
     upscale.add_argument("--force", action="store_true", help="overwrite an existing output")
     return parser
