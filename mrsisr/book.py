@@ -127,6 +127,20 @@ def stage_executed_copies(run_dir: Path, root: Path) -> Path:
     return executed
 
 
+def build_problems(log: str) -> str:
+    """Return the warnings and errors of a failed jupyter-book build log (its tail when none is marked)."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    lines = plain.splitlines()
+    marked = [
+        line
+        if not line.startswith("Warning, treated as error")
+        else f"{line} {lines[i + 1] if i + 1 < len(lines) else ''}"
+        for i, line in enumerate(lines)
+        if re.search(r"WARNING|ERROR|Warning, treated as error", line)
+    ]
+    return "\n".join(marked) if marked else plain[-6000:]
+
+
 def find_raw_reprs(html_dir: Path) -> list[str]:
     """Return ``page: snippet`` for every HTML page that shows a raw object repr (``<Figure size ...>``)."""
     found = []
@@ -169,8 +183,9 @@ def build_book(profile: str, runs_root: str | os.PathLike = "runs", root: str | 
     print(f"building the book of profile {profile!r} ...", flush=True)
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        log = (result.stdout + result.stderr)[-6000:]
-        raise RuntimeError(f"jupyter-book build failed (warnings count as errors):\n{log}")
+        raise RuntimeError(
+            f"jupyter-book build failed (warnings count as errors):\n{build_problems(result.stdout + result.stderr)}"
+        )
     html_dir = root / HTML_DIR
     raw = find_raw_reprs(html_dir)
     if raw:
