@@ -114,11 +114,21 @@ def test_every_paper_figure_and_table_is_in_the_book(ci_book):
     html = {page.name: page.read_text(encoding="utf-8") for page in (ci_book / "book").glob("*.html")}
     for figure in PAPER_FIGURES:
         assert any(figure in text for text in html.values()), f"{figure} is on no chapter page"
-    for caption in ("Figure 1, top row.", "Figure 1, bottom row.", "Figure 2.", "Figure 3.", "Figure 4.", "Table 2."):
+    captions = (
+        "Figure 1, top row.",
+        "Figure 1, bottom row.",
+        "Figure 2.",
+        "Figure 3.",
+        "Figure 4.",
+        "Table 1.",
+        "Table 2.",
+    )
+    for caption in captions:
         bold = f"<strong>{caption}</strong>"
         assert sum(bold in text for text in html.values()) == 1, f"caption {caption!r} should be on exactly one page"
     results = BeautifulSoup(html["results.html"], "html.parser")
     assert results.find("table"), "Table 2 (glued from notebook 04) is missing on the results page"
+    assert BeautifulSoup(html["methods.html"], "html.parser").find("table"), "Table 1 (from notebook 02) is missing"
     soups = [BeautifulSoup(text, "html.parser") for text in html.values()]
     pasted = [span.get_text() for soup in soups for span in soup.select(".pasted-text")]
     assert pasted and all(value.strip() for value in pasted), "a glued value is empty"
