@@ -187,10 +187,5 @@ def predict(
     """
     lr, guide = _check_inputs(lr, guide, is_guided(model))
     network = model_for_shape(model, lr.shape[1:])
-    outputs = []
-    for start in range(0, len(lr), batch_size):
-        batch = [lr[start : start + batch_size, ..., None]]
-        if guide is not None:
-            batch.append(guide[start : start + batch_size, ..., None])
-        outputs.append(keras.ops.convert_to_numpy(network(batch, training=False))[..., 0])
-    return np.concatenate(outputs).astype(np.float32, copy=False)
+    inputs = {"lr": lr[..., None]} | ({} if guide is None else {"guide": guide[..., None]})
+    return network.predict(inputs, batch_size=batch_size, verbose=0)[..., 0].astype(np.float32, copy=False)
