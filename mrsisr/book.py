@@ -57,6 +57,30 @@ def check_executed(path: Path) -> nbformat.NotebookNode:
     return notebook
 
 
+def check_order(notebooks: dict[str, nbformat.NotebookNode]) -> None:
+    """Refuse executed notebooks that finished before a notebook of an earlier stage (stale results).
+
+    Parameters
+    ----------
+    notebooks : dict
+        Executed notebooks by file name, in stage order.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the first stale notebook and the stage to run again from.
+    """
+    previous_name, previous_end = None, ""
+    for name, notebook in notebooks.items():
+        end = notebook.metadata.papermill.get("end_time") or ""
+        if previous_name and end < previous_end:
+            raise RuntimeError(
+                f"{name} was executed before {previous_name}, so it shows results of older inputs: "
+                f"run `mrsisr run` again from the stage of {name}"
+            )
+        previous_name, previous_end = name, end
+
+
 def tag_for_display(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Add the book's display tags (``remove-cell``, ``hide-input``) to the cells, per ``DISPLAY_TAGS``."""
     for cell in notebook.cells:
@@ -112,6 +136,7 @@ def stage_executed_copies(run_dir: Path, root: Path) -> Path:
         raise FileNotFoundError(f"{record_path}: no run record; run `mrsisr run --profile {run_dir.name}` first")
     record = json.loads(record_path.read_text())
     notebooks = {stage.notebook: check_executed(run_dir / "notebooks" / stage.notebook) for stage in STAGES}
+    check_order(notebooks)
 
     executed = root / EXECUTED_DIR
     if executed.exists():

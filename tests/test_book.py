@@ -19,7 +19,7 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
-from mrsisr.book import check_executed, find_raw_reprs, tag_for_display
+from mrsisr.book import check_executed, check_order, find_raw_reprs, tag_for_display
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAPER_FIGURES = (
@@ -49,6 +49,19 @@ def test_failed_or_unexecuted_notebooks_are_refused(tmp_path):
         check_executed(tmp_path / "raw.ipynb")
     with pytest.raises(FileNotFoundError, match="missing.ipynb: executed notebook missing"):
         check_executed(tmp_path / "missing.ipynb")
+
+
+def test_notebooks_older_than_an_earlier_stage_are_refused():
+    def executed(end_time: str) -> nbformat.NotebookNode:
+        notebook = nbformat.v4.new_notebook()
+        notebook.metadata["papermill"] = {"end_time": end_time}
+        return notebook
+
+    in_order = {"01.ipynb": executed("2026-01-01T10:00"), "02.ipynb": executed("2026-01-01T10:05")}
+    check_order(in_order)
+    stale = in_order | {"03.ipynb": executed("2026-01-01T09:00")}
+    with pytest.raises(RuntimeError, match="03.ipynb was executed before 02.ipynb"):
+        check_order(stale)
 
 
 def test_display_tags_hide_injected_parameters_and_collapse_plumbing():
