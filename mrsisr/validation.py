@@ -125,23 +125,22 @@ def file_digest(path: str | os.PathLike) -> str:
 def choose_model(run_dir: str | os.PathLike, guided_input: bool):
     """Return (model, description): the run's trained model, or the packaged unguided one when no guide exists.
 
-    The study's model is FLAIR-guided; for real maps without a co-registered FLAIR/T1 the packaged
-    default model is used if it is unguided. Otherwise a ValueError says what is missing.
+    An unguided run model is used as it is (a guide, if any, is then unused). The study's model is
+    FLAIR-guided: for real maps without a co-registered FLAIR/T1 the packaged default model is used if
+    it is unguided; otherwise a ValueError says what is missing.
     """
     from mrsisr.model import is_guided, load_model
 
     trained = current(run_dir, "model")
     model = load_model(trained.path / "model.keras")
-    if is_guided(model) == guided_input:
+    if guided_input or not is_guided(model):
         return model, f"the run's trained model ({trained.key})"
-    if not guided_input:
-        fallback = load_model(default_model.default_model_path())
-        if not is_guided(fallback):
-            return fallback, "the packaged unguided default model (no guide available)"
+    fallback = load_model(default_model.default_model_path())
+    if not is_guided(fallback):
+        return fallback, "the packaged unguided default model (no guide available)"
     raise ValueError(
-        "the run's model is "
-        + ("guided but no FLAIR/T1 guide was given" if is_guided(model) else "unguided")
-        + ": give mrsi_guide (or a flair/t1 file beside the maps), or train an unguided model"
+        "the run's model is guided but no FLAIR/T1 guide was given: give mrsi_guide (or a flair/t1 file "
+        "beside the maps), or package an unguided default model (scripts/train_default_model.py)"
     )
 
 
