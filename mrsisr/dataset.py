@@ -129,7 +129,10 @@ def figure_maps(
     keyed = stage_params(params)
     anatomy = cache.current(run_dir, "anatomy")
     subjects = pd.read_csv(anatomy.path / "subjects.csv", dtype={"subject": str})
-    index = int(np.flatnonzero(subjects["subject"] == subject)[0])
+    matches = np.flatnonzero(subjects["subject"] == subject)
+    if matches.size == 0:
+        raise ValueError(f"{anatomy.path / 'subjects.csv'}: no subject {subject!r}")
+    index = int(matches[0])
     grade = subjects["grade"].iloc[index]
     arrays = read_subject(anatomy, subject)
     rng = np.random.default_rng(subject_seeds(keyed["seed"], len(subjects))[index + 1])

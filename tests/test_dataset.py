@@ -119,6 +119,8 @@ def test_figure_maps_are_normalised(tmp_path):
     maps, flair = figure_maps(tmp_path, _params(), "s01", 20)
     assert set(maps) == {"tCho", "tCr", "NAA", "tCho/NAA", "tCho/tCr"}
     assert all(m.max() == pytest.approx(1.0) for m in maps.values()) and flair.max() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no subject 'nobody'"):
+        figure_maps(tmp_path, _params(), "nobody", 20)
 
 
 def test_bad_input(tmp_path):
