@@ -171,3 +171,39 @@ class GDFN(layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class KSpaceUpsample(layers.Layer):
+    """Zero-filled k-space (sinc) upsampling by ``factor``, as a fixed separable linear map.
+
+    The same operator as :func:`mrsisr.kspace.fourier_resample`: for an ``(h, w)`` input the output is
+    ``A @ x @ B.T`` with constant matrices ``A`` (``factor*h`` x ``h``) and ``B`` (``factor*w`` x ``w``)
+    built from that function, so the layer runs under every Keras backend and keeps the pixel-area
+    alignment of the study. It has no weights; the matrices follow the input's (static) in-plane size.
+    """
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    @staticmethod
+    def resampling_matrix(n: int, factor: int) -> np.ndarray:
+        """The ``(factor*n, n)`` matrix of 1D zero-filled k-space upsampling."""
+        from mrsisr.kspace import fourier_resample
+
+        columns = fourier_resample(np.eye(n)[:, :, None], (factor * n, 1))[:, :, 0]  # (n, factor*n)
+        return columns.T.astype(np.float32)
+
+    def call(self, x):
+        height, width = int(x.shape[1]), int(x.shape[2])  # static: the model fixes the in-plane size
+        rows = ops.convert_to_tensor(self.resampling_matrix(height, self.factor))
+        cols = ops.convert_to_tensor(self.resampling_matrix(width, self.factor))
+        return ops.einsum("ij,bjkc,lk->bilc", rows, x, cols)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, h * self.factor, w * self.factor, c)
+
+    def get_config(self):
+        return super().get_config() | {"factor": self.factor}

@@ -8,9 +8,11 @@ Architecture (``build_model``; the paper's Figure 2 as we read it):
 3. **Trunk**: ``n_pairs`` pairs of an ERB (+ LeakyReLU), an HFAB attention branch and a GDFN.
 4. **Long skip**: the head output is added to the trunk output.
 5. **Tail**: a 3x3 convolution to 16 channels and depth-to-space x4 (sub-pixel convolution).
-6. **Global skip**: the low-resolution map upsampled x4 by *bilinear* interpolation (half-pixel centres, the
-   pixel-area alignment of ``mrsisr.kspace``; bilinear is the same under every Keras backend, bicubic is not)
-   is added to the output, so the network learns the residual detail.
+6. **Global skip**: the low-resolution map upsampled x4 by zero-filled k-space interpolation
+   (:class:`mrsisr.layers.KSpaceUpsample`, a fixed separable linear map, the same under every Keras
+   backend) is added to the output, so the network learns the residual detail. The k-space interpolant is
+   the best of the classical baselines on k-space-truncated maps. The tail convolution starts at zero, so
+   the untrained network returns exactly that interpolation and training only adds detail.
 
 Prediction at other sizes (:func:`predict`): every layer is convolutional or per-pixel, so the same weights
 apply to any map whose sides the guide matches x4. ``predict`` rebuilds the architecture from the model's
@@ -28,7 +30,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from mrsisr.layers import ERB, GDFN, HFAB, LEAKY_SLOPE, DepthToSpace, SpaceToDepth
+from mrsisr.layers import ERB, GDFN, HFAB, LEAKY_SLOPE, DepthToSpace, KSpaceUpsample, SpaceToDepth
 
 FACTOR = 4
 LR_SIZE = 32
@@ -89,9 +91,9 @@ def build_model(
         if use_gdfn:
             x = GDFN(width, name=f"pair{i}_gdfn")(x)
     x = layers.Add(name="long_skip")([head, x])
-    x = layers.Conv2D(FACTOR * FACTOR, 3, padding="same", name="tail_conv")(x)
+    x = layers.Conv2D(FACTOR * FACTOR, 3, padding="same", kernel_initializer="zeros", name="tail_conv")(x)
     x = DepthToSpace(FACTOR, name="depth_to_space")(x)
-    upsampled = layers.UpSampling2D(FACTOR, interpolation="bilinear", name="lr_upsample")(lr)
+    upsampled = KSpaceUpsample(FACTOR, name="lr_upsample")(lr)
     sr = layers.Add(name="sr")([x, upsampled])
     name = f"mrsisr_w{width}_m{mid_width}_p{n_pairs}" + ("_gdfn" if use_gdfn else "") + ("_guided" if guided else "")
     return keras.Model(inputs, sr, name=name)

@@ -27,6 +27,8 @@ ARCHITECTURE = ("width", "mid_width", "n_pairs", "use_gdfn", "guided")
 TRAINING = ("epochs", "batch_size", "learning_rate", "lr_schedule", "time_budget_min", "strategy", "jit_compile")
 PARAMS = ("seed", *ARCHITECTURE, *TRAINING)
 EXPORTS = ("model.keras", "history.csv", "training.json")
+# Bumped whenever build_model changes what a given set of parameters builds, so no stale model is reused.
+ARCHITECTURE_VERSION = 2
 
 
 def stage_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,7 +36,7 @@ def stage_params(params: Mapping[str, Any]) -> dict[str, Any]:
     missing = [name for name in PARAMS if name not in params]
     if missing:
         raise ValueError(f"model stage parameters missing: {', '.join(missing)}")
-    return {name: params[name] for name in PARAMS}
+    return {name: params[name] for name in PARAMS} | {"architecture_version": ARCHITECTURE_VERSION}
 
 
 def _load_split(dataset_dir, split: str, guided: bool):

@@ -10,6 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from mrsisr.kspace import fourier_resample
+from mrsisr.layers import KSpaceUpsample
 from mrsisr.model import build_model, count_parameters, load_model, predict
 
 TINY = {"width": 8, "mid_width": 4, "n_pairs": 2}
@@ -44,22 +46,40 @@ def test_ablation_switches_change_the_graph():
     assert count_parameters(unguided) < count_parameters(build_model(**TINY))
 
 
-def test_untrained_output_is_the_upsampled_map_plus_a_residual(tiny):
-    lr = np.full((2, 32, 32), 0.5, np.float32)
-    guide = np.zeros((2, 128, 128), np.float32)
+def test_untrained_output_is_the_kspace_upsampled_map(tiny):
+    lr, guide = _maps(2, 32, 32)
     out = predict(tiny, lr, guide)
-    assert out.shape == (2, 128, 128) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert out.shape == (2, 128, 128) and out.dtype == np.float32
+    np.testing.assert_allclose(out, _skip(lr), atol=1e-5)  # the tail starts at zero
+    np.testing.assert_allclose(_skip(lr), fourier_resample(lr, 128), atol=0.02)  # separable vs 2D at Nyquist
+
+
+def _skip(maps):
+    return np.asarray(KSpaceUpsample(4)(maps[..., None]))[..., 0]
+
+
+@pytest.fixture(scope="module")
+def tiny_with_tail():
+    model = build_model(**TINY)
+    tail = model.get_layer("tail_conv")
+    tail.kernel.assign(np.random.default_rng(0).normal(0, 0.1, tail.kernel.shape).astype(np.float32))
+    return model
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (32, 42), (8, 8)])
-def test_predict_takes_any_in_plane_size_with_the_same_weights(tiny, shape):
+def test_predict_takes_any_in_plane_size_with_the_same_weights(tiny_with_tail, shape):
     lr, guide = _maps(5, *shape)
-    out = predict(tiny, lr, guide, batch_size=2)
+    out = predict(tiny_with_tail, lr, guide, batch_size=2)
     assert out.shape == (5, 4 * shape[0], 4 * shape[1])
-    # the 32x32 network on a centre crop agrees beyond the receptive field (13 LR pixels) from the crop's edges
+    # the convolutional part (output minus the global k-space skip) of the 32x32 network on a centre crop
+    # agrees beyond the receptive field (13 LR pixels) from the crop's edges; the k-space skip itself is global
     if shape == (64, 64):
-        crop = predict(tiny, lr[:, 16:48, 16:48], guide[:, 64:192, 64:192])
-        np.testing.assert_allclose(out[:, 64 + 52 : 192 - 52, 64 + 52 : 192 - 52], crop[:, 52:-52, 52:-52], atol=1e-4)
+        lr_crop = lr[:, 16:48, 16:48]
+        crop = predict(tiny_with_tail, lr_crop, guide[:, 64:192, 64:192]) - _skip(lr_crop)
+        residual = out - _skip(lr)
+        inner = slice(64 + 52, 192 - 52)
+        assert np.abs(crop).max() > 1e-3  # the convolutional part is not trivially zero
+        np.testing.assert_allclose(residual[:, inner, inner], crop[:, 52:-52, 52:-52], atol=1e-4)
 
 
 def test_save_and_load_give_identical_predictions(tiny, tmp_path):
