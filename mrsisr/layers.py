@@ -23,13 +23,20 @@ GDFN_EXPANSION = 2.66  # Restormer's feed-forward expansion factor
 LEAKY_SLOPE = 0.1
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class SpaceToDepth(layers.Layer):
-    """Rearrange ``(N, H, W, C)`` into ``(N, H/r, W/r, r*r*C)`` without losing anything."""
+class _BlockRearrange(layers.Layer):
+    """Base of the lossless pixel rearrangements: holds and serialises the block size ``r``."""
 
     def __init__(self, block_size: int, **kwargs):
         super().__init__(**kwargs)
         self.block_size = int(block_size)
+
+    def get_config(self):
+        return super().get_config() | {"block_size": self.block_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SpaceToDepth(_BlockRearrange):
+    """Rearrange ``(N, H, W, C)`` into ``(N, H/r, W/r, r*r*C)`` without losing anything."""
 
     def call(self, x):
         r = self.block_size
@@ -43,17 +50,10 @@ class SpaceToDepth(layers.Layer):
         r = self.block_size
         return (n, None if h is None else h // r, None if w is None else w // r, c * r * r)
 
-    def get_config(self):
-        return super().get_config() | {"block_size": self.block_size}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class DepthToSpace(layers.Layer):
+class DepthToSpace(_BlockRearrange):
     """Rearrange ``(N, H, W, r*r*C)`` into ``(N, r*H, r*W, C)``; the inverse of :class:`SpaceToDepth`."""
-
-    def __init__(self, block_size: int, **kwargs):
-        super().__init__(**kwargs)
-        self.block_size = int(block_size)
 
     def call(self, x):
         r = self.block_size
@@ -67,9 +67,6 @@ class DepthToSpace(layers.Layer):
         n, h, w, c = input_shape
         r = self.block_size
         return (n, None if h is None else h * r, None if w is None else w * r, c // (r * r))
-
-    def get_config(self):
-        return super().get_config() | {"block_size": self.block_size}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
