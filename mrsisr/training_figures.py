@@ -23,7 +23,7 @@ BLOCK_LABELS = {
     "long_skip": "+",
     "tail_conv": "Conv 3x3\n(tail)",
     "depth_to_space": "Depth-to-\nspace x4",
-    "lr_upsample": "Bilinear x4",
+    "lr_upsample": "k-space x4",
     "sr": "+",
 }
 COLOURS = {"erb": "#9ecae1", "hfab": "#fdae6b", "gdfn": "#a1d99b"}
