@@ -62,3 +62,16 @@ def test_save_json_refuses_unknown_types_and_leaves_nothing(tmp_path):
     with pytest.raises(TypeError, match="cannot serialise object"):
         save_json(tmp_path / "e.json", {"x": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from mrsisr.atomic import save_text
+
+    umask = os.umask(0o022)
+    try:
+        path = save_text(tmp_path / "result.txt", "x")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
