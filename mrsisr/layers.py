@@ -14,13 +14,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 from keras import layers, ops
 
+from mrsisr.kspace import fourier_resample
+
 PACKAGE = "mrsisr"
 GDFN_EXPANSION = 2.66  # Restormer's feed-forward expansion factor
 LEAKY_SLOPE = 0.1
+# moving statistics of the HFAB BatchNorms average the last ~10 batches (Keras' default 0.99: ~100), so they
+# keep up with weights that move fast in short trainings at high learning rates
+BN_MOMENTUM = 0.9
 
 
 class _BlockRearrange(layers.Layer):
@@ -80,9 +87,9 @@ class ERB(layers.Layer):
     def __init__(self, channels: int, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
-        self.expand = layers.Conv2D(2 * self.channels, 1, use_bias=False, name="expand")
-        self.conv = layers.Conv2D(2 * self.channels, 3, padding="same", name="conv3x3")
-        self.reduce = layers.Conv2D(self.channels, 1, name="reduce")
+        self.expand = layers.Conv2D(2 * self.channels, 1, use_bias=False, name="expand", dtype=self.dtype_policy)
+        self.conv = layers.Conv2D(2 * self.channels, 3, padding="same", name="conv3x3", dtype=self.dtype_policy)
+        self.reduce = layers.Conv2D(self.channels, 1, name="reduce", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.expand.build(input_shape)
@@ -116,12 +123,12 @@ class HFAB(layers.Layer):
     def __init__(self, channels: int, mid_channels: int, **kwargs):
         super().__init__(**kwargs)
         self.channels, self.mid_channels = int(channels), int(mid_channels)
-        self.norm_in = layers.BatchNormalization(name="bn_in")
-        self.squeeze = layers.Conv2D(self.mid_channels, 3, padding="same", name="squeeze")
-        self.erb = ERB(self.mid_channels, name="erb")
-        self.norm_mid = layers.BatchNormalization(name="bn_mid")
-        self.excite = layers.Conv2D(self.channels, 3, padding="same", name="excite")
-        self.norm_out = layers.BatchNormalization(name="bn_out")
+        self.norm_in = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_in", dtype=self.dtype_policy)
+        self.squeeze = layers.Conv2D(self.mid_channels, 3, padding="same", name="squeeze", dtype=self.dtype_policy)
+        self.erb = ERB(self.mid_channels, name="erb", dtype=self.dtype_policy)
+        self.norm_mid = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_mid", dtype=self.dtype_policy)
+        self.excite = layers.Conv2D(self.channels, 3, padding="same", name="excite", dtype=self.dtype_policy)
+        self.norm_out = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_out", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         mid = (*input_shape[:-1], self.mid_channels)
@@ -150,10 +157,10 @@ class GDFN(layers.Layer):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.hidden = int(GDFN_EXPANSION * self.channels)
-        self.norm = layers.LayerNormalization(epsilon=1e-6, name="ln")
-        self.project_in = layers.Conv2D(2 * self.hidden, 1, name="project_in")
-        self.depthwise = layers.DepthwiseConv2D(3, padding="same", name="dwconv")
-        self.project_out = layers.Conv2D(self.channels, 1, name="project_out")
+        self.norm = layers.LayerNormalization(epsilon=1e-6, name="ln", dtype=self.dtype_policy)
+        self.project_in = layers.Conv2D(2 * self.hidden, 1, name="project_in", dtype=self.dtype_policy)
+        self.depthwise = layers.DepthwiseConv2D(3, padding="same", name="dwconv", dtype=self.dtype_policy)
+        self.project_out = layers.Conv2D(self.channels, 1, name="project_out", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         wide = (*input_shape[:-1], 2 * self.hidden)
@@ -168,6 +175,14 @@ class GDFN(layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"channels": self.channels}
+
+
+@functools.lru_cache(maxsize=16)
+def _kspace_resampling_matrix(n: int, factor: int) -> np.ndarray:
+    columns = fourier_resample(np.eye(n)[:, :, None], (factor * n, 1))[:, :, 0]  # (n, factor*n)
+    matrix = columns.T.astype(np.float32)
+    matrix.flags.writeable = False
+    return matrix
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -186,11 +201,8 @@ class KSpaceUpsample(layers.Layer):
 
     @staticmethod
     def resampling_matrix(n: int, factor: int) -> np.ndarray:
-        """The ``(factor*n, n)`` matrix of 1D zero-filled k-space upsampling."""
-        from mrsisr.kspace import fourier_resample
-
-        columns = fourier_resample(np.eye(n)[:, :, None], (factor * n, 1))[:, :, 0]  # (n, factor*n)
-        return columns.T.astype(np.float32)
+        """The ``(factor*n, n)`` matrix of 1D zero-filled k-space upsampling (computed once per size, read-only)."""
+        return _kspace_resampling_matrix(int(n), int(factor))
 
     def call(self, x):
         height, width = int(x.shape[1]), int(x.shape[2])  # static: the model fixes the in-plane size

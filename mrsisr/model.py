@@ -37,6 +37,7 @@ LR_SIZE = 32
 DEFAULT_WIDTH = 36
 DEFAULT_MID_WIDTH = 12
 DEFAULT_PAIRS = 8
+DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 
 _RESIZED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -48,6 +49,7 @@ def build_model(
     use_gdfn: bool = True,
     guided: bool = True,
     lr_shape: tuple[int, int] = (LR_SIZE, LR_SIZE),
+    dtype_policy: str = "float32",
 ) -> keras.Model:
     """Build the super-resolution network.
 
@@ -65,6 +67,10 @@ def build_model(
         Take the FLAIR guide as a second input. Without it the model has the single input ``lr``.
     lr_shape : tuple of int
         In-plane shape ``(h, w)`` of the low-resolution input; the guide and the output are ``(4h, 4w)``.
+    dtype_policy : {"float32", "mixed_bfloat16"}
+        Keras dtype policy of the learned layers. ``mixed_bfloat16`` computes them in bfloat16 with float32
+        weights (about twice the training speed on CPUs with AVX512-BF16/AMX; also fast on recent GPUs); the k-space
+        skip and the output stay float32 in every case.
 
     Returns
     -------
@@ -74,6 +80,9 @@ def build_model(
     for name, value in (("width", width), ("mid_width", mid_width), ("n_pairs", n_pairs)):
         if int(value) < 1:
             raise ValueError(f"build_model: {name} must be a positive integer, got {value!r}")
+    if dtype_policy not in DTYPE_POLICIES:
+        raise ValueError(f"build_model: dtype_policy must be one of {DTYPE_POLICIES}, got {dtype_policy!r}")
+    mixed = {"dtype": dtype_policy}
     height, wide = (int(s) for s in lr_shape)
     lr = keras.Input((height, wide, 1), name="lr")
     inputs = [lr]
@@ -81,20 +90,21 @@ def build_model(
     if guided:
         guide = keras.Input((FACTOR * height, FACTOR * wide, 1), name="guide")
         inputs.append(guide)
-        features = layers.Concatenate(name="concat_guide")([lr, SpaceToDepth(FACTOR, name="space_to_depth")(guide)])
-    head = layers.Conv2D(width, 3, padding="same", name="head_conv")(features)
+        to_depth = SpaceToDepth(FACTOR, name="space_to_depth", **mixed)
+        features = layers.Concatenate(name="concat_guide", **mixed)([lr, to_depth(guide)])
+    head = layers.Conv2D(width, 3, padding="same", name="head_conv", **mixed)(features)
     x = head
     for i in range(1, n_pairs + 1):
-        x = ERB(width, name=f"pair{i}_erb")(x)
-        x = layers.LeakyReLU(LEAKY_SLOPE, name=f"pair{i}_act")(x)
-        x = HFAB(width, mid_width, name=f"pair{i}_hfab")(x)
+        x = ERB(width, name=f"pair{i}_erb", **mixed)(x)
+        x = layers.LeakyReLU(LEAKY_SLOPE, name=f"pair{i}_act", **mixed)(x)
+        x = HFAB(width, mid_width, name=f"pair{i}_hfab", **mixed)(x)
         if use_gdfn:
-            x = GDFN(width, name=f"pair{i}_gdfn")(x)
-    x = layers.Add(name="long_skip")([head, x])
-    x = layers.Conv2D(FACTOR * FACTOR, 3, padding="same", kernel_initializer="zeros", name="tail_conv")(x)
-    x = DepthToSpace(FACTOR, name="depth_to_space")(x)
-    upsampled = KSpaceUpsample(FACTOR, name="lr_upsample")(lr)
-    sr = layers.Add(name="sr")([x, upsampled])
+            x = GDFN(width, name=f"pair{i}_gdfn", **mixed)(x)
+    x = layers.Add(name="long_skip", **mixed)([head, x])
+    x = layers.Conv2D(FACTOR * FACTOR, 3, padding="same", kernel_initializer="zeros", name="tail_conv", **mixed)(x)
+    x = DepthToSpace(FACTOR, name="depth_to_space", **mixed)(x)
+    upsampled = KSpaceUpsample(FACTOR, name="lr_upsample", dtype="float32")(lr)
+    sr = layers.Add(name="sr", dtype="float32")([x, upsampled])
     name = f"mrsisr_w{width}_m{mid_width}_p{n_pairs}" + ("_gdfn" if use_gdfn else "") + ("_guided" if guided else "")
     return keras.Model(inputs, sr, name=name)
 

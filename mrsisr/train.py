@@ -40,6 +40,8 @@ class TrainConfig:
     batch_size: int = 24
     learning_rate: float = 1e-5
     lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    clip_norm: float = 0.0
     time_budget_min: float = 0.0
     seed: int = 0
     strategy: str = "default"
@@ -54,6 +56,11 @@ class TrainConfig:
             raise ValueError(
                 f"epochs and batch_size must be >= 1 and learning_rate > 0, got {self.epochs}, "
                 f"{self.batch_size}, {self.learning_rate}"
+            )
+        if not 0 <= self.warmup_epochs < self.epochs or self.clip_norm < 0:
+            raise ValueError(
+                f"warmup_epochs must lie in [0, epochs) and clip_norm be >= 0, got {self.warmup_epochs} "
+                f"and {self.clip_norm}"
             )
 
 
@@ -130,14 +137,32 @@ def distribution_scope(strategy: str) -> contextlib.AbstractContextManager:
     return tf.distribute.MultiWorkerMirroredStrategy().scope()
 
 
+def learning_rate_schedule(
+    config: TrainConfig, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The learning rate of ``config``: a linear warm-up over ``warmup_epochs``, then constant or cosine.
+
+    A cosine decays to 1 % of ``learning_rate`` at the end of the last epoch. Both shapes are Keras'
+    ``CosineDecay`` (a constant rate is a cosine with ``alpha=1``), so they are saved with the optimizer.
+    """
+    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    if config.lr_schedule == "constant" and warmup == 0:
+        return config.learning_rate
+    alpha = 0.01 if config.lr_schedule == "cosine" else 1.0
+    decay_steps = max(1, config.epochs * steps_per_epoch - warmup)
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps, alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps, alpha=alpha, warmup_target=config.learning_rate, warmup_steps=warmup
+    )
+
+
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
-    """Compile ``model`` with Adam, the log-cosh loss and the configured learning-rate schedule."""
-    rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
-    if config.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.01
-        )
-    model.compile(keras.optimizers.Adam(rate), loss=keras.losses.LogCosh(), jit_compile=config.jit_compile)
+    """Compile ``model`` with Adam (gradients clipped to ``clip_norm`` when > 0), the log-cosh loss and the
+    learning-rate schedule of :func:`learning_rate_schedule`."""
+    clipping = {"global_clipnorm": config.clip_norm} if config.clip_norm > 0 else {}
+    optimizer = keras.optimizers.Adam(learning_rate_schedule(config, steps_per_epoch), **clipping)
+    model.compile(optimizer, loss=keras.losses.LogCosh(), jit_compile=config.jit_compile)
 
 
 class _BatchProgress(keras.callbacks.Callback):

@@ -18,17 +18,21 @@ import pandas as pd
 
 from mrsisr import cache
 from mrsisr.atomic import atomic_path, save_json
+from mrsisr.dataset import load_split
 from mrsisr.model import build_model, count_parameters, load_model
 from mrsisr.train import TrainConfig, train
 
 STAGE = "model"
 UPSTREAM = "dataset"
-ARCHITECTURE = ("width", "mid_width", "n_pairs", "use_gdfn", "guided")
-TRAINING = ("epochs", "batch_size", "learning_rate", "lr_schedule", "time_budget_min", "strategy", "jit_compile")
+ARCHITECTURE = ("width", "mid_width", "n_pairs", "use_gdfn", "guided", "dtype_policy")
+TRAINING = (
+    "epochs", "batch_size", "learning_rate", "lr_schedule", "warmup_epochs", "clip_norm", "time_budget_min",
+    "strategy", "jit_compile",
+)
 PARAMS = ("seed", *ARCHITECTURE, *TRAINING)
 EXPORTS = ("model.keras", "history.csv", "training.json")
 # Bumped whenever build_model changes what a given set of parameters builds, so no stale model is reused.
-ARCHITECTURE_VERSION = 2
+ARCHITECTURE_VERSION = 3
 
 
 def stage_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,8 +44,6 @@ def stage_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _load_split(dataset_dir, split: str, guided: bool):
-    from mrsisr.dataset import load_split  # written by the synthesis stage
-
     lr, guide, hr, _ = load_split(dataset_dir, split)
     return lr, (guide if guided else None), hr
 
@@ -75,6 +77,8 @@ def run_training_stage(
             batch_size=int(keyed["batch_size"]),
             learning_rate=float(keyed["learning_rate"]),
             lr_schedule=str(keyed["lr_schedule"]),
+            warmup_epochs=float(keyed["warmup_epochs"]),
+            clip_norm=float(keyed["clip_norm"]),
             time_budget_min=float(keyed["time_budget_min"]),
             seed=int(keyed["seed"]),
             strategy=str(keyed["strategy"]),

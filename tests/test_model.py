@@ -90,6 +90,24 @@ def test_save_and_load_give_identical_predictions(tiny, tmp_path):
     np.testing.assert_array_equal(predict(loaded, lr, guide), predict(tiny, lr, guide))
 
 
+def test_mixed_bfloat16_model_keeps_the_skip_and_output_in_float32_and_round_trips(tmp_path):
+    mixed = build_model(**TINY, dtype_policy="mixed_bfloat16")
+    assert count_parameters(mixed) == count_parameters(build_model(**TINY))
+    assert mixed.get_layer("pair1_hfab").squeeze.compute_dtype == "bfloat16"  # nested layers follow the policy
+    assert mixed.get_layer("pair1_erb").conv.variable_dtype == "float32"
+    assert mixed.get_layer("lr_upsample").compute_dtype == "float32" and mixed.output.dtype == "float32"
+    lr, guide = _maps(3, 32, 32, seed=5)
+    np.testing.assert_allclose(predict(mixed, lr, guide), _skip(lr), atol=1e-5)  # zero tail: the exact skip
+    tail = mixed.get_layer("tail_conv")
+    tail.kernel.assign(np.random.default_rng(0).normal(0, 0.1, tail.kernel.shape).astype(np.float32))
+    mixed.save(tmp_path / "mixed.keras")
+    loaded = load_model(tmp_path / "mixed.keras")
+    assert loaded.get_layer("pair1_hfab").squeeze.compute_dtype == "bfloat16"
+    np.testing.assert_array_equal(predict(loaded, lr, guide), predict(mixed, lr, guide))
+    with pytest.raises(ValueError, match="dtype_policy must be one of"):
+        build_model(**TINY, dtype_policy="float16")
+
+
 @pytest.mark.parametrize(
     ("lr_shape", "guide_shape", "message"),
     [((4, 32), (4, 128, 128), r"\(N, h, w\).*\(4, 32\)"), ((4, 32, 32), (4, 128, 120), r"guide shape \(4, 128, 120\)")],

@@ -14,7 +14,15 @@ import pytest
 from scipy import ndimage
 
 from mrsisr.model import build_model
-from mrsisr.train import TrainConfig, augment_batch, distribution_scope, epoch_arrays, train
+from mrsisr.train import (
+    TrainConfig,
+    augment_batch,
+    compile_model,
+    distribution_scope,
+    epoch_arrays,
+    learning_rate_schedule,
+    train,
+)
 
 TINY = {"width": 8, "mid_width": 4, "n_pairs": 1}
 
@@ -87,9 +95,40 @@ def test_bad_settings_are_named():
         TrainConfig(lr_schedule="linear")
     with pytest.raises(ValueError, match="strategy 'tpu'"):
         TrainConfig(strategy="tpu")
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        TrainConfig(epochs=2, warmup_epochs=2)
+    with pytest.raises(ValueError, match="clip_norm"):
+        TrainConfig(clip_norm=-1)
     with pytest.raises(ValueError, match="TF_CONFIG"):
         os.environ.pop("TF_CONFIG", None)
         distribution_scope("multiworker")
+
+
+def _rates(config: TrainConfig, steps_per_epoch: int, steps: list[int]) -> np.ndarray:
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    return np.array([float(schedule(step)) if callable(schedule) else schedule for step in steps])
+
+
+def test_learning_rate_warms_up_linearly_then_follows_its_schedule():
+    constant = TrainConfig(epochs=10, learning_rate=1e-3)
+    assert learning_rate_schedule(constant, 20) == 1e-3  # a plain float: no schedule object needed
+    warm_constant = TrainConfig(epochs=10, learning_rate=1e-3, warmup_epochs=0.5)  # 10 warm-up steps
+    np.testing.assert_allclose(_rates(warm_constant, 20, [0, 5, 10, 100, 199]), [0, 5e-4, 1e-3, 1e-3, 1e-3], rtol=1e-5)
+    warm_cosine = TrainConfig(epochs=10, learning_rate=1e-3, lr_schedule="cosine", warmup_epochs=1)
+    rates = _rates(warm_cosine, 20, [0, 10, 20, 110, 200])
+    np.testing.assert_allclose(rates[:3], [0, 5e-4, 1e-3], rtol=1e-5)
+    # after the warm-up the cosine runs over the remaining 180 steps: half-way at step 110, 1 % at the end
+    np.testing.assert_allclose(rates[3:], [1e-3 * (0.01 + 0.99 * 0.5), 1e-5], rtol=1e-4)
+    cosine = TrainConfig(epochs=10, learning_rate=1e-3, lr_schedule="cosine")
+    np.testing.assert_allclose(_rates(cosine, 20, [0, 100, 200]), [1e-3, 1e-3 * 0.505, 1e-5], rtol=1e-4)
+
+
+def test_gradient_clipping_is_set_on_the_optimizer_only_when_asked():
+    clipped, free = build_model(**TINY), build_model(**TINY)
+    compile_model(clipped, TrainConfig(clip_norm=0.5), steps_per_epoch=3)
+    compile_model(free, TrainConfig(), steps_per_epoch=3)
+    assert clipped.optimizer.global_clipnorm == 0.5
+    assert free.optimizer.global_clipnorm is None
 
 
 MIRRORED = textwrap.dedent(
