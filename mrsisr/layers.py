@@ -5,7 +5,8 @@
 - :class:`ERB`: FMEN's edge-enhanced re-parameterisable block in its training form: a 1x1 convolution expanding
   to ``2C`` channels, a 3x3 convolution with an inner residual around it, a 1x1 convolution reducing back to
   ``C`` and an outer residual. Everything is linear, and the expansion has no bias, so the block equals one 3x3
-  convolution exactly (zero padding included): :meth:`ERB.fused_kernel` gives it.
+  convolution exactly (zero padding included): :meth:`ERB.fused_kernel` gives it, and ``ERB(fused=True)`` is
+  that convolution (FMEN's re-parameterisation, used for inference by :func:`mrsisr.model.fuse_for_inference`).
 - :class:`HFAB`: FMEN's high-frequency attention branch: BatchNorm, 3x3 squeeze to a mid width, LeakyReLU, an
   ERB at the mid width, LeakyReLU, BatchNorm, 3x3 excite back, BatchNorm, sigmoid, multiplying the input.
 - :class:`GDFN`: Restormer's gated depth-wise feed-forward network with a residual: LayerNorm, 1x1 to
@@ -78,54 +79,69 @@ class DepthToSpace(_BlockRearrange):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ERB(layers.Layer):
-    """FMEN's edge-enhanced re-parameterisable block, training form, ``C`` channels in and out.
+    """FMEN's edge-enhanced re-parameterisable block, ``C`` channels in and out.
 
-    ``y = x + reduce(expand(x) + conv3x3(expand(x)))`` with ``expand`` a bias-free 1x1 convolution to
-    ``2C`` channels and ``reduce`` a 1x1 convolution back to ``C``.
+    Training form: ``y = x + reduce(expand(x) + conv3x3(expand(x)))`` with ``expand`` a bias-free 1x1
+    convolution to ``2C`` channels and ``reduce`` a 1x1 convolution back to ``C``. With ``fused=True`` the
+    block is its inference form, the single 3x3 convolution the training form equals (:meth:`fused_kernel`).
     """
 
-    def __init__(self, channels: int, **kwargs):
+    def __init__(self, channels: int, fused: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.channels = int(channels)
-        self.expand = layers.Conv2D(2 * self.channels, 1, use_bias=False, name="expand", dtype=self.dtype_policy)
-        self.conv = layers.Conv2D(2 * self.channels, 3, padding="same", name="conv3x3", dtype=self.dtype_policy)
-        self.reduce = layers.Conv2D(self.channels, 1, name="reduce", dtype=self.dtype_policy)
+        self.channels, self.fused = int(channels), bool(fused)
+        policy = {"dtype": self.dtype_policy}
+        if self.fused:
+            self.fused_conv = layers.Conv2D(self.channels, 3, padding="same", name="fused3x3", **policy)
+        else:
+            self.expand = layers.Conv2D(2 * self.channels, 1, use_bias=False, name="expand", **policy)
+            self.conv = layers.Conv2D(2 * self.channels, 3, padding="same", name="conv3x3", **policy)
+            self.reduce = layers.Conv2D(self.channels, 1, name="reduce", **policy)
 
     def build(self, input_shape):
+        if self.fused:
+            self.fused_conv.build(input_shape)
+            return
         self.expand.build(input_shape)
         wide = (*input_shape[:-1], 2 * self.channels)
         self.conv.build(wide)
         self.reduce.build(wide)
 
     def call(self, x):
+        if self.fused:
+            return self.fused_conv(x)
         expanded = self.expand(x)
         return x + self.reduce(expanded + self.conv(expanded))
 
     def fused_kernel(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the kernel ``(3, 3, C, C)`` and bias ``(C,)`` of the single 3x3 convolution this block equals."""
+        if self.fused:
+            return tuple(ops.convert_to_numpy(w) for w in (self.fused_conv.kernel, self.fused_conv.bias))
         expand = ops.convert_to_numpy(self.expand.kernel)[0, 0]  # (C, 2C)
         conv, conv_bias = (ops.convert_to_numpy(w) for w in (self.conv.kernel, self.conv.bias))
         reduce, reduce_bias = ops.convert_to_numpy(self.reduce.kernel)[0, 0], ops.convert_to_numpy(self.reduce.bias)
         wide = conv.copy()
         wide[1, 1] += np.eye(2 * self.channels, dtype=wide.dtype)  # the inner residual
-        kernel = np.einsum("ce,hwef,fd->hwcd", expand, wide, reduce)
+        kernel = np.einsum("ce,hwef,fd->hwcd", expand, wide, reduce, optimize=True)
         kernel[1, 1] += np.eye(self.channels, dtype=kernel.dtype)  # the outer residual
         return kernel, conv_bias @ reduce + reduce_bias
 
     def get_config(self):
-        return super().get_config() | {"channels": self.channels}
+        return super().get_config() | {"channels": self.channels, "fused": self.fused}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class HFAB(layers.Layer):
-    """FMEN's high-frequency attention branch: a sigmoid mask, computed at ``mid_channels``, times the input."""
+    """FMEN's high-frequency attention branch: a sigmoid mask, computed at ``mid_channels``, times the input.
 
-    def __init__(self, channels: int, mid_channels: int, **kwargs):
+    ``fused=True`` puts its ERB in the inference form (:class:`ERB`).
+    """
+
+    def __init__(self, channels: int, mid_channels: int, fused: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.channels, self.mid_channels = int(channels), int(mid_channels)
+        self.channels, self.mid_channels, self.fused = int(channels), int(mid_channels), bool(fused)
         self.norm_in = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_in", dtype=self.dtype_policy)
         self.squeeze = layers.Conv2D(self.mid_channels, 3, padding="same", name="squeeze", dtype=self.dtype_policy)
-        self.erb = ERB(self.mid_channels, name="erb", dtype=self.dtype_policy)
+        self.erb = ERB(self.mid_channels, fused=self.fused, name="erb", dtype=self.dtype_policy)
         self.norm_mid = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_mid", dtype=self.dtype_policy)
         self.excite = layers.Conv2D(self.channels, 3, padding="same", name="excite", dtype=self.dtype_policy)
         self.norm_out = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_out", dtype=self.dtype_policy)
@@ -146,7 +162,11 @@ class HFAB(layers.Layer):
         return x * ops.sigmoid(a)
 
     def get_config(self):
-        return super().get_config() | {"channels": self.channels, "mid_channels": self.mid_channels}
+        return super().get_config() | {
+            "channels": self.channels,
+            "mid_channels": self.mid_channels,
+            "fused": self.fused,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -32,7 +32,7 @@ TRAINING = (
 PARAMS = ("seed", *ARCHITECTURE, *TRAINING)
 EXPORTS = ("model.keras", "history.csv", "training.json")
 # Bumped whenever build_model changes what a given set of parameters builds, so no stale model is reused.
-ARCHITECTURE_VERSION = 3
+ARCHITECTURE_VERSION = 4
 
 
 def stage_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mrsisr.kspace import fourier_resample
-from mrsisr.layers import KSpaceUpsample
-from mrsisr.model import build_model, count_parameters, load_model, predict
+from mrsisr.layers import ERB, HFAB, KSpaceUpsample
+from mrsisr.model import build_model, count_parameters, inference_network, load_model, predict
 
 TINY = {"width": 8, "mid_width": 4, "n_pairs": 2}
 
@@ -106,6 +106,39 @@ def test_mixed_bfloat16_model_keeps_the_skip_and_output_in_float32_and_round_tri
     np.testing.assert_array_equal(predict(loaded, lr, guide), predict(mixed, lr, guide))
     with pytest.raises(ValueError, match="dtype_policy must be one of"):
         build_model(**TINY, dtype_policy="float16")
+
+
+def test_compiled_graph_computes_what_the_layers_define():
+    """model.predict (a compiled graph) equals the layer-by-layer call; TensorFlow's remapper broke this."""
+    model = build_model(**TINY)
+    rng = np.random.default_rng(0)
+    for weight in model.trainable_weights:  # every layer active, BatchNorm scales around 1
+        offset = 1.0 if "gamma" in weight.name else 0.0
+        weight.assign(rng.normal(0, 0.3, weight.shape).astype(np.float32) + offset)
+    lr, guide = _maps(4, 32, 32, seed=7)
+    inputs = {"lr": lr[..., None], "guide": guide[..., None]}
+    eager = np.asarray(model(inputs))
+    np.testing.assert_allclose(model.predict(inputs, verbose=0), eager, atol=1e-3 * np.abs(eager).max())
+    np.testing.assert_allclose(predict(model, lr, guide), eager[..., 0], atol=1e-3 * np.abs(eager).max())
+
+
+def test_inference_network_fuses_every_erb_and_follows_later_training(tiny_with_tail):
+    network = inference_network(tiny_with_tail, (32, 32))
+    erbs = [layer for layer in network.layers if isinstance(layer, ERB)]
+    erbs += [layer.erb for layer in network.layers if isinstance(layer, HFAB)]
+    assert len(erbs) == 2 * TINY["n_pairs"] and all(erb.fused for erb in erbs)
+    assert count_parameters(network) < count_parameters(tiny_with_tail)
+    lr, guide = _maps(3, 32, 32, seed=8)
+    before = predict(tiny_with_tail, lr, guide)
+    eager = np.asarray(tiny_with_tail({"lr": lr[..., None], "guide": guide[..., None]}))[..., 0]
+    np.testing.assert_allclose(before, eager, atol=1e-5)
+    head = tiny_with_tail.get_layer("head_conv")
+    original = head.kernel.numpy()
+    head.kernel.assign(original * 1.5)  # as if trained further: predict must not use stale weights
+    try:
+        assert np.abs(predict(tiny_with_tail, lr, guide) - before).max() > 1e-4
+    finally:
+        head.kernel.assign(original)
 
 
 @pytest.mark.parametrize(
