@@ -31,7 +31,8 @@ TRAINING = (
 )
 PARAMS = ("seed", *ARCHITECTURE, *TRAINING)
 EXPORTS = ("model.keras", "history.csv", "training.json")
-# Bumped whenever build_model changes what a given set of parameters builds, so no stale model is reused.
+# Bumped whenever the code trains a different model for the same parameters (architecture, training or validation
+# numerics), so no stale model is reused.
 ARCHITECTURE_VERSION = 4
 
 
