@@ -15,13 +15,14 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
 import nbformat
 
 from mrsisr.atomic import atomic_path, save_text
-from mrsisr.profiles import STAGES
+from mrsisr.profiles import STAGES, Stage
 from mrsisr.runner import REPO_ROOT, RUN_RECORD
 
 EXECUTED_DIR = Path("book") / "executed"
@@ -57,28 +58,46 @@ def check_executed(path: Path) -> nbformat.NotebookNode:
     return notebook
 
 
-def check_order(notebooks: dict[str, nbformat.NotebookNode]) -> None:
-    """Refuse executed notebooks that finished before a notebook of an earlier stage (stale results).
+def check_order(
+    notebooks: dict[str, nbformat.NotebookNode], profile: str, stages: Sequence[Stage] = STAGES
+) -> None:
+    """Refuse executed notebooks that finished before a notebook whose results they read (stale results).
+
+    Only the stages' ``upstream`` relations count: re-running evaluation alone leaves the 7T validation
+    (which reads only the trained model) valid, but re-running training makes both stale. A stage that reads a
+    stale stage is stale too.
 
     Parameters
     ----------
     notebooks : dict
-        Executed notebooks by file name, in stage order.
+        Executed notebooks by file name.
+    profile : str
+        The run's profile, for the command the error suggests.
+    stages : sequence of Stage
+        The stages in order, with their notebook names and upstream stages.
 
     Raises
     ------
     RuntimeError
-        Naming the first stale notebook and the stage to run again from.
+        Naming the first stale notebook and the newer notebook it reads, and the command that runs every
+        stale stage again.
     """
-    previous_name, previous_end = None, ""
-    for name, notebook in notebooks.items():
-        end = notebook.metadata.papermill.get("end_time") or ""
-        if previous_name and end < previous_end:
-            raise RuntimeError(
-                f"{name} was executed before {previous_name}, so it shows results of older inputs: "
-                f"run `mrsisr run` again from the stage of {name}"
-            )
-        previous_name, previous_end = name, end
+    by_name = {stage.name: stage for stage in stages}
+    end = {stage.name: notebooks[stage.notebook].metadata.papermill.get("end_time") or "" for stage in stages}
+    stale: list[str] = []
+    reason = ""
+    for stage in stages:
+        newer = [name for name in stage.upstream if end[stage.name] < end[name]]
+        if newer and not reason:
+            reason = f"{stage.notebook} was executed before {by_name[newer[0]].notebook}, whose results it reads"
+        if newer or any(name in stale for name in stage.upstream):
+            stale.append(stage.name)
+    if stale:
+        rerun = " ".join(f"--stage {name}" for name in stale)
+        raise RuntimeError(
+            f"{reason}, so it shows results of older inputs: run `mrsisr run --profile {profile} {rerun}` "
+            "(with the run's --set options, if any) and build the book again"
+        )
 
 
 def tag_for_display(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -136,7 +155,7 @@ def stage_executed_copies(run_dir: Path, root: Path) -> Path:
         raise FileNotFoundError(f"{record_path}: no run record; run `mrsisr run --profile {run_dir.name}` first")
     record = json.loads(record_path.read_text())
     notebooks = {stage.notebook: check_executed(run_dir / "notebooks" / stage.notebook) for stage in STAGES}
-    check_order(notebooks)
+    check_order(notebooks, run_dir.name)
 
     executed = root / EXECUTED_DIR
     if executed.exists():

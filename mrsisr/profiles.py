@@ -14,18 +14,19 @@ DEFAULT_PROFILE = "demo"
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of the study: a name and the notebook that runs it."""
+    """One step of the study: a name, the notebook that runs it and the stages whose results it reads."""
 
     name: str
     notebook: str
+    upstream: tuple[str, ...] = ()
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("segmentation", "01_segmentation.ipynb"),
-    Stage("synthesis", "02_synthesis.ipynb"),
-    Stage("training", "03_training.ipynb"),
-    Stage("evaluation", "04_evaluation.ipynb"),
-    Stage("validation_7t", "05_validation_7t.ipynb"),
+    Stage("synthesis", "02_synthesis.ipynb", ("segmentation",)),
+    Stage("training", "03_training.ipynb", ("synthesis",)),
+    Stage("evaluation", "04_evaluation.ipynb", ("synthesis", "training")),
+    Stage("validation_7t", "05_validation_7t.ipynb", ("training",)),
 )
 
 

@@ -20,6 +20,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from mrsisr.book import check_executed, check_order, find_raw_reprs, tag_for_display
+from mrsisr.profiles import STAGES
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAPER_FIGURES = (
@@ -51,17 +52,30 @@ def test_failed_or_unexecuted_notebooks_are_refused(tmp_path):
         check_executed(tmp_path / "missing.ipynb")
 
 
-def test_notebooks_older_than_an_earlier_stage_are_refused():
+def test_notebooks_older_than_a_stage_they_read_are_refused():
     def executed(end_time: str) -> nbformat.NotebookNode:
         notebook = nbformat.v4.new_notebook()
         notebook.metadata["papermill"] = {"end_time": end_time}
         return notebook
 
-    in_order = {"01.ipynb": executed("2026-01-01T10:00"), "02.ipynb": executed("2026-01-01T10:05")}
-    check_order(in_order)
-    stale = in_order | {"03.ipynb": executed("2026-01-01T09:00")}
-    with pytest.raises(RuntimeError, match="03.ipynb was executed before 02.ipynb"):
-        check_order(stale)
+    in_order = {stage.notebook: executed(f"2026-01-01T10:0{i}") for i, stage in enumerate(STAGES)}
+    check_order(in_order, "demo")
+    # evaluation run again alone: the 7T validation reads only the model, so it stays valid
+    check_order(in_order | {"04_evaluation.ipynb": executed("2026-01-01T11:00")}, "demo")
+    # training run again alone: evaluation and validation show results of the old model
+    stale = "04_evaluation.ipynb was executed before 03_training.ipynb.*--profile demo --stage evaluation --stage vali"
+    with pytest.raises(RuntimeError, match=stale):
+        check_order(in_order | {"03_training.ipynb": executed("2026-01-01T11:00")}, "demo")
+    # synthesis run again alone: training and evaluation read it; validation reads the (now stale) model
+    every_later = "--stage training --stage evaluation --stage validation_7t`"
+    with pytest.raises(RuntimeError, match="03_training.ipynb was executed before 02_synthesis.ipynb.*" + every_later):
+        check_order(in_order | {"02_synthesis.ipynb": executed("2026-01-01T11:00")}, "ci")
+
+
+def test_every_upstream_stage_is_an_earlier_stage():
+    names = [stage.name for stage in STAGES]
+    for position, stage in enumerate(STAGES):
+        assert set(stage.upstream) <= set(names[:position]), stage
 
 
 def test_display_tags_hide_injected_parameters_and_collapse_plumbing():
