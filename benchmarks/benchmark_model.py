@@ -1,10 +1,10 @@
 """Benchmark the super-resolution network on this machine and write the numbers as JSON.
 
-Measures, for the default architecture (``mrsisr.model.build_model()``), under each dtype policy
+Measures, for the default architecture (``mrsisr.network.model.build_model()``), under each dtype policy
 (``float32``, and ``mixed_bfloat16``: bfloat16 compute with float32 weights):
 
 - training throughput (maps/s) of ``model.fit`` at batch 24 on random 32x32 / 128x128 arrays (after a warm-up);
-- inference throughput (maps/s) of ``mrsisr.model.predict`` at batch 32 (the inference form, every ERB fused
+- inference throughput (maps/s) of ``mrsisr.network.model.predict`` at batch 32 (the inference form, every ERB fused
   into one 3x3 convolution);
 - FLOPs per map, counted analytically from the layer shapes: 2 x multiply-adds of every convolution
   (``2 * H * W * k * k * C_in / groups * C_out``); element-wise operations, normalisations and the
@@ -28,8 +28,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mrsisr.atomic import save_json
-from mrsisr.model import DTYPE_POLICIES, build_model, count_parameters, inference_network, predict
+from mrsisr.network.model import DTYPE_POLICIES, build_model, count_parameters, inference_network, predict
+from mrsisr.study.atomic import save_json
 
 TRAIN_BATCH = 24
 PREDICT_BATCH = 32

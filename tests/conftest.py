@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mrsisr.profiles import STAGES
-from mrsisr.runner import NOTEBOOK_DIR, REPO_ROOT
+from mrsisr.study.profiles import STAGES
+from mrsisr.study.runner import NOTEBOOK_DIR, REPO_ROOT
 
 INJECTED_DEFAULTS = "profile = 'demo'\nrun_dir = 'runs/demo'\nfigures_dir = 'figures'\n"
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
@@ -88,7 +88,7 @@ def ci_book(ci_run, tmp_path_factory) -> Path:
     """Build the book once per session from the ci run, in a copy of the book's sources; return the HTML folder."""
     if ci_run["stages"] != FOUNDATION + MODELLING:
         pytest.skip(f"the book needs all five notebooks; only {ci_run['stages']} ran")
-    from mrsisr.book import build_book
+    from mrsisr.study.book import build_book
 
     root = tmp_path_factory.mktemp("book")
     for name in BOOK_SOURCES:

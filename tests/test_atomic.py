@@ -1,11 +1,11 @@
-"""Tests of mrsisr.atomic: a write either completes or leaves nothing behind."""
+"""Tests of mrsisr.study.atomic: a write either completes or leaves nothing behind."""
 
 import json
 
 import numpy as np
 import pytest
 
-from mrsisr.atomic import atomic_directory, atomic_path, save_json, save_npy, save_npz, save_text
+from mrsisr.study.atomic import atomic_directory, atomic_path, save_json, save_npy, save_npz, save_text
 
 
 def _leftovers(folder):
@@ -67,7 +67,7 @@ def test_save_json_refuses_unknown_types_and_leaves_nothing(tmp_path):
 def test_written_files_get_the_usual_permissions(tmp_path):
     import os
 
-    from mrsisr.atomic import save_text
+    from mrsisr.study.atomic import save_text
 
     umask = os.umask(0o022)
     try:

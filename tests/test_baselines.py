@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mrsisr.baselines import METHODS, bicubic_matrix, keys_kernel, upscale
-from mrsisr.kspace import fourier_resample
+from mrsisr.maps.kspace import fourier_resample
+from mrsisr.scoring.baselines import METHODS, bicubic_matrix, keys_kernel, upscale
 
 
 def test_methods_listed() -> None:

@@ -19,8 +19,8 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
-from mrsisr.book import check_executed, check_order, find_raw_reprs, tag_for_display
-from mrsisr.profiles import STAGES
+from mrsisr.study.book import check_executed, check_order, find_raw_reprs, tag_for_display
+from mrsisr.study.profiles import STAGES
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAPER_FIGURES = (

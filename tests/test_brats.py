@@ -1,11 +1,11 @@
-"""Tests of the BraTS 2020 loader on a tiny fake BraTS tree (mrsisr.brats)."""
+"""Tests of the BraTS 2020 loader on a tiny fake BraTS tree (mrsisr.anatomy.brats)."""
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from mrsisr.anatomy import load_subject
-from mrsisr.brats import find_cases
+from mrsisr.anatomy.brats import find_cases
+from mrsisr.anatomy.subject import load_subject
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # BraTS volumes are stored left-posterior-superior
 

@@ -1,10 +1,10 @@
-"""Tests of mrsisr.cache: stage folders keyed by parameters, completion and publishing."""
+"""Tests of mrsisr.study.cache: stage folders keyed by parameters, completion and publishing."""
 
 import json
 
 import pytest
 
-from mrsisr.cache import COMPLETE_MARKER, current, publish, stage_key, stage_output
+from mrsisr.study.cache import COMPLETE_MARKER, current, publish, stage_key, stage_output
 
 
 def test_key_is_stable_and_depends_on_parameters_and_upstream():

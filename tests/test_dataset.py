@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrsisr import cache
-from mrsisr.atomic import save_npz, save_text
-from mrsisr.dataset import figure_maps, load_split, normalise, run_dataset_stage, split_subjects
-from mrsisr.profiles import load_profile
+from mrsisr.stages.synthesis import figure_maps, load_split, normalise, run_dataset_stage, split_subjects
+from mrsisr.study import cache
+from mrsisr.study.atomic import save_npz, save_text
+from mrsisr.study.profiles import load_profile
 
 
 def _fake_subject(rng, with_tumour=True):

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage, stats
 
-from mrsisr import evaluation
-from mrsisr.cache import current, publish, stage_output
+from mrsisr.stages import evaluation
+from mrsisr.study.cache import current, publish, stage_output
 
 KINDS = ["tCho", "tCr", "NAA", "tCho/NAA", "tCho/tCr"]
 
@@ -136,13 +136,13 @@ def _publish(run_dir: Path, stage: str) -> None:
 def test_stage_writes_publishes_and_reuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lr, guide, hr, meta = _split()
     calls = []
-    fake_dataset = types.ModuleType("mrsisr.dataset")
+    fake_dataset = types.ModuleType("mrsisr.stages.synthesis")
     fake_dataset.load_split = lambda path, split, mmap=True: (lr, guide, hr, meta)
-    fake_model = types.ModuleType("mrsisr.model")
+    fake_model = types.ModuleType("mrsisr.network.model")
     fake_model.load_model = lambda path: calls.append(path) or "model"
     fake_model.predict = lambda model, lr_maps, guide=None, batch_size=32: guide * 0.999  # a near-perfect "network"
-    monkeypatch.setitem(sys.modules, "mrsisr.dataset", fake_dataset)
-    monkeypatch.setitem(sys.modules, "mrsisr.model", fake_model)
+    monkeypatch.setitem(sys.modules, "mrsisr.stages.synthesis", fake_dataset)
+    monkeypatch.setitem(sys.modules, "mrsisr.network.model", fake_model)
     for stage in ("dataset", "model"):
         _publish(tmp_path, stage)
     output = evaluation.evaluate_test_split(tmp_path, ["nearest"])

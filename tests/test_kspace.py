@@ -1,9 +1,9 @@
-"""Tests of mrsisr.kspace.fourier_resample: k-space truncation and zero filling, pixel-area aligned."""
+"""Tests of mrsisr.maps.kspace.fourier_resample: k-space truncation and zero filling, pixel-area aligned."""
 
 import numpy as np
 import pytest
 
-from mrsisr.kspace import fourier_resample
+from mrsisr.maps.kspace import fourier_resample
 
 
 def _cosine(n: int, cycles: int) -> np.ndarray:

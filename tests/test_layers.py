@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from mrsisr.layers import ERB, GDFN, HFAB, DepthToSpace, SpaceToDepth
+from mrsisr.network.layers import ERB, GDFN, HFAB, DepthToSpace, SpaceToDepth
 
 
 def test_space_to_depth_keeps_every_pixel_and_depth_to_space_inverts_it():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mrsisr.lowres import LOWRES_METHODS, make_lowres
+from mrsisr.maps.lowres import LOWRES_METHODS, make_lowres
 
 
 def _smooth_map(size=128):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from skimage.io import imread
 
-from mrsisr import lpips
-from mrsisr.metrics import lpips_distance
+from mrsisr.scoring import lpips
+from mrsisr.scoring.metrics import lpips_distance
 
 REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "lpips"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mrsisr.metrics import METRIC_NAMES, error_maps, lpips_distance, per_map_metrics
+from mrsisr.scoring.metrics import METRIC_NAMES, error_maps, lpips_distance, per_map_metrics
 
 
 @pytest.fixture(scope="module")

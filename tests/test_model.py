@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-from mrsisr.kspace import fourier_resample
-from mrsisr.layers import ERB, HFAB, KSpaceUpsample
-from mrsisr.model import build_model, count_parameters, inference_network, load_model, predict
+from mrsisr.maps.kspace import fourier_resample
+from mrsisr.network.layers import ERB, HFAB, KSpaceUpsample
+from mrsisr.network.model import build_model, count_parameters, inference_network, load_model, predict
 
 TINY = {"width": 8, "mid_width": 4, "n_pairs": 2}
 
@@ -177,7 +177,7 @@ def test_load_model_names_missing_corrupt_and_foreign_files(tmp_path):
 
 
 FORWARD = (
-    "import numpy as np; from mrsisr.model import build_model, predict; "
+    "import numpy as np; from mrsisr.network.model import build_model, predict; "
     "m = build_model(width=8, mid_width=4, n_pairs=1); "
     "print(predict(m, np.zeros((2, 32, 32), 'f4'), np.zeros((2, 128, 128), 'f4')).shape)"
 )

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mrsisr.mrsi_io import (
+from mrsisr.mrsi.io import (
     check_same_field_of_view,
     load_volume,
     metabolite_from_name,

@@ -7,9 +7,9 @@ import ast
 import nbformat
 import pytest
 
-from mrsisr import training_stage
-from mrsisr.profiles import STAGES, load_profile
-from mrsisr.runner import INJECTED, NOTEBOOK_DIR
+from mrsisr.stages import training as training_stage
+from mrsisr.study.profiles import STAGES, load_profile
+from mrsisr.study.runner import INJECTED, NOTEBOOK_DIR
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 

@@ -1,10 +1,10 @@
-"""Tests of the ICBM152 phantom cohort (mrsisr.phantom)."""
+"""Tests of the ICBM152 phantom cohort (mrsisr.anatomy.phantom)."""
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from mrsisr.phantom import make_phantom, make_tumour
+from mrsisr.anatomy.phantom import make_phantom, make_tumour
 
 
 @pytest.fixture(scope="module")

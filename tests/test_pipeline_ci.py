@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrsisr.cache import current
-from mrsisr.profiles import STAGES, load_profile
+from mrsisr.study.cache import current
+from mrsisr.study.profiles import STAGES, load_profile
 
 CI = load_profile("ci")
 

@@ -1,8 +1,8 @@
-"""Tests of mrsisr.profiles: the one parameter file, overrides and stage selection."""
+"""Tests of mrsisr.study.profiles: the one parameter file, overrides and stage selection."""
 
 import pytest
 
-from mrsisr.profiles import STAGES, load_profile, parse_overrides, profile_names, select_stages
+from mrsisr.study.profiles import STAGES, load_profile, parse_overrides, profile_names, select_stages
 
 
 def test_profiles_are_ci_demo_paper():

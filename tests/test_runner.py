@@ -1,4 +1,4 @@
-"""Tests of mrsisr.runner and the ``mrsisr run`` command, on tiny temporary notebooks."""
+"""Tests of mrsisr.study.runner and the ``mrsisr run`` command, on tiny temporary notebooks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from conftest import write_notebook
 from jupyter_client.kernelspec import KernelSpecManager
 
-from mrsisr import cli, runner
-from mrsisr.profiles import load_profile
+from mrsisr import cli
+from mrsisr.study import runner
+from mrsisr.study.profiles import load_profile
 
 RECORD_PARAMETERS = (
     "import json, pathlib\n"

@@ -1,10 +1,10 @@
-"""Tests of the HMRF tissue segmentation and its Dice scores (mrsisr.segmentation)."""
+"""Tests of the HMRF tissue segmentation and its Dice scores (mrsisr.anatomy.segmentation)."""
 
 import numpy as np
 import pytest
 
-from mrsisr.phantom import make_phantom
-from mrsisr.segmentation import TISSUES, class_means, dice_scores, segment_tissues, unmix_two_tissues
+from mrsisr.anatomy.phantom import make_phantom
+from mrsisr.anatomy.segmentation import TISSUES, class_means, dice_scores, segment_tissues, unmix_two_tissues
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mrsisr.slices import MapGrid, brain_centre, candidate_slices, choose_slices, extract_slab, slab_voxels
+from mrsisr.maps.slices import MapGrid, brain_centre, candidate_slices, choose_slices, extract_slab, slab_voxels
 
 
 def _subject(shape=(60, 60, 30)):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mrsisr.stats import mann_whitney, wilcoxon_signed_rank
+from mrsisr.scoring.stats import mann_whitney, wilcoxon_signed_rank
 
 
 def test_mann_whitney_matches_scipy_on_known_samples() -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mrsisr.synthesis import (
+from mrsisr.maps.synthesis import (
     KINDS,
     draw_subject_values,
     literature_values,

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from mrsisr.model import build_model
-from mrsisr.train import (
+from mrsisr.network.model import build_model
+from mrsisr.network.train import (
     TrainConfig,
     augment_batch,
     compile_model,
@@ -147,8 +147,8 @@ MIRRORED = textwrap.dedent(
     import json, sys, tempfile
     sys.path.insert(0, {tests!r})
     from test_train import TINY, smooth_maps
-    from mrsisr.model import build_model
-    from mrsisr.train import TrainConfig, train
+    from mrsisr.network.model import build_model
+    from mrsisr.network.train import TrainConfig, train
     assert tf.distribute.MirroredStrategy().num_replicas_in_sync == 2
     config = TrainConfig(epochs=3, batch_size=8, learning_rate=3e-3, strategy="mirrored")
     result = train(lambda: build_model(**TINY), smooth_maps(24, 2), smooth_maps(8, 3), config,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mrsisr.cli import main
-from mrsisr.model import build_model, load_model, predict
-from mrsisr.mrsi_io import normalise_slices, world_corners
+from mrsisr.mrsi.io import normalise_slices, world_corners
+from mrsisr.network.model import build_model, load_model, predict
 from mrsisr.upscale import upscale_file, upscaled_affine
 
 
@@ -140,7 +140,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, models, capsys):
 
 
 def test_default_model_lookup(tmp_path, monkeypatch, models):
-    from mrsisr import default_model
+    from mrsisr.network import packaged as default_model
 
     monkeypatch.setattr(default_model, "DEFAULT_MODEL", tmp_path / "absent.keras")
     with pytest.raises(FileNotFoundError, match="train_default_model.py"):

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrsisr.cache import publish, stage_output
-from mrsisr.kspace import fourier_resample
-from mrsisr.model import build_model
-from mrsisr.mrsi_io import load_volume
+from mrsisr.maps.kspace import fourier_resample
+from mrsisr.mrsi.io import load_volume
+from mrsisr.network.model import build_model
+from mrsisr.stages.validation_7t import find_mrsi_files, plot_figure4, run_validation, validation_slices
+from mrsisr.study.cache import publish, stage_output
 from mrsisr.upscale import upscaled_affine
-from mrsisr.validation import find_mrsi_files, plot_figure4, run_validation, validation_slices
 
 AFFINE = np.diag([3.4, 3.4, 3.4, 1.0])
 
@@ -100,9 +100,9 @@ def test_stage_on_real_style_files_is_cached_and_plots_figure4(tmp_path):
 
 
 def test_standin_volume_geometry_and_label(tmp_path):
-    pytest.importorskip("mrsisr.synthesis")
-    from mrsisr.mrsi_io import check_same_field_of_view
-    from mrsisr.standin_7t import STANDIN_LABEL, make_standin, write_standin
+    pytest.importorskip("mrsisr.maps.synthesis")
+    from mrsisr.mrsi.io import check_same_field_of_view
+    from mrsisr.mrsi.standin_7t import STANDIN_LABEL, make_standin, write_standin
 
     standin = make_standin(seed=0)
     assert "STAND-IN" in STANDIN_LABEL and standin["label"] == STANDIN_LABEL
@@ -120,7 +120,7 @@ def test_standin_volume_geometry_and_label(tmp_path):
 
 
 def test_without_guide_the_packaged_unguided_model_is_used(tmp_path, monkeypatch):
-    from mrsisr import default_model
+    from mrsisr.network import packaged as default_model
 
     run_dir = tmp_path / "run"
     trained = stage_output(run_dir, "model", {"tiny": True})

@@ -8,14 +8,12 @@ by the stage's parameters and are reused when a later run asks for the same para
 
 from __future__ import annotations
 
-import glob
 import multiprocessing
 import os
-import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +21,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mrsisr import cache
-from mrsisr.anatomy import load_subject
-from mrsisr.atomic import save_json, save_npz, save_text
-from mrsisr.brats import find_cases
-from mrsisr.phantom import load_templates, make_phantom
-from mrsisr.segmentation import TISSUES, dice_scores, segment_tissues
+from mrsisr.anatomy.cohort import SubjectSpec, build_subject, cohort_specs
+from mrsisr.anatomy.phantom import load_templates
+from mrsisr.study import cache
+from mrsisr.study.atomic import save_json, save_npz, save_text
 
 STAGE = "anatomy"
-SOURCES = ("phantom", "brats", "nifti")
 PARAMS = (
     "seed",
     "anatomy_source",
@@ -42,121 +37,6 @@ PARAMS = (
     "segmentation_method",
     "anatomy_voxel_mm",
 )
-
-
-@dataclass(frozen=True)
-class SubjectSpec:
-    """What is needed to build one subject in a worker."""
-
-    subject: str
-    source: str
-    grade: str | None
-    seed: int
-    t1: str = ""
-    flair: str = ""
-    seg: str = ""
-
-
-def assign_grades(n_subjects: int, hgg_fraction: float, rng: np.random.Generator) -> list[str]:
-    """Return ``n_subjects`` grades, ``round(hgg_fraction * n)`` of them HGG, in random order."""
-    if not 0.0 <= hgg_fraction <= 1.0:
-        raise ValueError(f"hgg_fraction must lie in [0, 1], got {hgg_fraction}")
-    n_hgg = int(round(hgg_fraction * n_subjects))
-    return list(rng.permutation(["HGG"] * n_hgg + ["LGG"] * (n_subjects - n_hgg)))
-
-
-def _nifti_companion(t1: Path, kind: str) -> str:
-    """``sub01_T1.nii.gz`` -> ``sub01_flair.nii.gz`` if that file exists, else ``""``."""
-    name = re.sub(r"t1(?!.*t1)", kind, t1.name, flags=re.IGNORECASE)
-    path = t1.with_name(name)
-    return str(path) if name != t1.name and path.is_file() else ""
-
-
-def _subject_id(t1: Path) -> str:
-    """``sub01_T1.nii.gz`` -> ``sub01``."""
-    stem = re.sub(r"\.nii(\.gz)?$", "", t1.name)
-    return re.sub(r"[_-]?t1(?!.*t1)", "", stem, flags=re.IGNORECASE) or stem
-
-
-def cohort_specs(params: Mapping[str, Any]) -> list[SubjectSpec]:
-    """List the subjects of the cohort that ``params`` describe, each with its own seed.
-
-    Raises
-    ------
-    ValueError
-        For an unknown ``anatomy_source``, a missing ``brats_root``/``nifti_glob``, or no subjects.
-    """
-    source = params["anatomy_source"]
-    if source not in SOURCES:
-        raise ValueError(f"unknown anatomy_source {source!r}; valid sources: {', '.join(SOURCES)}")
-    n = int(params["n_subjects"])
-    if source == "brats":
-        if not params["brats_root"]:
-            raise ValueError("anatomy_source 'brats' needs brats_root, the BraTS 2020 training folder")
-        cases = find_cases(params["brats_root"], n)
-        files = [(c.subject, c.grade, str(c.t1), str(c.flair), str(c.seg)) for c in cases]
-    elif source == "nifti":
-        pattern = params["nifti_glob"]
-        if not pattern:
-            raise ValueError("anatomy_source 'nifti' needs nifti_glob, a glob of T1 NIfTI files")
-        t1s = [Path(p) for p in sorted(glob.glob(pattern))]
-        if not t1s:
-            raise ValueError(f"nifti_glob {pattern!r} matches no files")
-        t1s = t1s[: n or None]
-        files = [(_subject_id(p), None, str(p), _nifti_companion(p, "flair"), _nifti_companion(p, "seg")) for p in t1s]
-    else:
-        if n < 1:
-            raise ValueError(f"a phantom cohort needs n_subjects >= 1, got {n}")
-        files = [(f"phantom_{i:03d}", None, "", "", "") for i in range(n)]
-    sequence = np.random.SeedSequence(int(params["seed"]))
-    grades = assign_grades(len(files), float(params["hgg_fraction"]), np.random.default_rng(sequence.spawn(1)[0]))
-    seeds = [int(child.generate_state(1)[0]) for child in sequence.spawn(len(files))]
-    specs = []
-    for (subject, grade, t1, flair, seg), drawn, seed in zip(files, grades, seeds, strict=True):
-        # a known grade (BraTS) wins; a given tumour mask tells its own grade; otherwise the drawn one
-        specs.append(SubjectSpec(subject, source, grade or (None if seg else drawn), seed, t1, flair, seg))
-    return specs
-
-
-def build_subject(spec: SubjectSpec, voxel_mm: float, method: str) -> tuple[dict, dict]:
-    """Build, segment and score one subject.
-
-    Returns
-    -------
-    arrays : dict
-        The arrays of ``<subject>.npz``.
-    row : dict
-        ``subject``, ``grade``, ``source``, timings and (phantoms) Dice scores.
-    """
-    start = time.perf_counter()
-    if spec.source == "phantom":
-        subject = make_phantom(spec.seed, spec.grade, voxel_mm=voxel_mm)
-    else:
-        subject = load_subject(
-            spec.t1,
-            spec.flair or None,
-            spec.seg or None,
-            voxel_mm=voxel_mm,
-            grade=spec.grade,
-            seed=spec.seed,
-            segmentation_method=method,
-        )
-    built = time.perf_counter()
-    fractions = segment_tissues(subject["t1"], subject["brain"], subject["labels"], method=method)
-    segmented = time.perf_counter()
-    arrays = {k: subject[k] for k in ("t1", "flair", "labels", "brain", "voxel_mm")} | fractions
-    row = {
-        "subject": spec.subject,
-        "grade": subject["grade"],
-        "source": spec.source,
-        "seconds_anatomy": built - start,
-        "seconds_segmentation": segmented - built,
-    }
-    if spec.source == "phantom":
-        truth = {t: subject[f"{t}_true"] for t in TISSUES}
-        arrays |= {f"{t}_true": truth[t] for t in TISSUES}
-        row |= dice_scores(fractions, truth, subject["brain"] & (subject["labels"] == 0))
-    return arrays, row
 
 
 def _build_and_save(job: tuple[SubjectSpec, float, str, str]) -> dict:
@@ -192,7 +72,7 @@ def run_anatomy_stage(
 
     Returns
     -------
-    mrsisr.cache.StageOutput
+    mrsisr.study.cache.StageOutput
         The complete, published output folder.
     """
     keyed = stage_params(params)

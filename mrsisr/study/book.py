@@ -21,9 +21,9 @@ from pathlib import Path
 
 import nbformat
 
-from mrsisr.atomic import atomic_path, save_text
-from mrsisr.profiles import STAGES, Stage
-from mrsisr.runner import REPO_ROOT, RUN_RECORD
+from mrsisr.study.atomic import atomic_path, save_text
+from mrsisr.study.profiles import STAGES, Stage
+from mrsisr.study.runner import REPO_ROOT, RUN_RECORD
 
 EXECUTED_DIR = Path("book") / "executed"
 HTML_DIR = Path("_build") / "html"
@@ -203,7 +203,7 @@ def build_book(profile: str, runs_root: str | os.PathLike = "runs", root: str | 
     profile : str
         The profile whose run the book shows.
     runs_root : path-like
-        Folder holding ``<profile>/notebooks/`` (written by :func:`mrsisr.runner.run_study`).
+        Folder holding ``<profile>/notebooks/`` (written by :func:`mrsisr.study.runner.run_study`).
     root : path-like
         Folder with ``_config.yml``, ``_toc.yml`` and ``book/`` (the repository; tests use a copy).
 

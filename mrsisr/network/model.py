@@ -9,7 +9,7 @@ Architecture (``build_model``; the paper's Figure 2 as we read it):
 4. **Long skip**: the head output is added to the trunk output.
 5. **Tail**: a 3x3 convolution to 16 channels and depth-to-space x4 (sub-pixel convolution).
 6. **Global skip**: the low-resolution map upsampled x4 by zero-filled k-space interpolation
-   (:class:`mrsisr.layers.KSpaceUpsample`, a fixed separable linear map, the same under every Keras
+   (:class:`mrsisr.network.layers.KSpaceUpsample`, a fixed separable linear map, the same under every Keras
    backend) is added to the output, so the network learns the residual detail. The k-space interpolant is
    the best of the classical baselines on k-space-truncated maps. The tail convolution starts at zero, so
    the untrained network returns exactly that interpolation and training only adds detail.
@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from mrsisr.layers import ERB, GDFN, HFAB, LEAKY_SLOPE, DepthToSpace, KSpaceUpsample, SpaceToDepth
+from mrsisr.network.layers import ERB, GDFN, HFAB, LEAKY_SLOPE, DepthToSpace, KSpaceUpsample, SpaceToDepth
 
 FACTOR = 4
 LR_SIZE = 32
@@ -183,7 +183,7 @@ def inference_network(model: keras.Model, lr_shape: tuple[int, int]) -> keras.Mo
     """Return ``model`` in its inference form for low-resolution inputs of in-plane shape ``lr_shape``.
 
     The inference form is FMEN's re-parameterisation: every ERB (those of the trunk and those inside the
-    HFABs) becomes the single 3x3 convolution it equals (:meth:`mrsisr.layers.ERB.fused_kernel`), which
+    HFABs) becomes the single 3x3 convolution it equals (:meth:`mrsisr.network.layers.ERB.fused_kernel`), which
     cuts the forward pass's arithmetic by more than half; the outputs agree with ``model``'s to float32
     rounding. The architecture is built once per ``(model, lr_shape)`` and cached; the weights are copied
     from ``model`` on every call, so a model trained further is never predicted with stale weights.

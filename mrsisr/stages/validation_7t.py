@@ -4,13 +4,13 @@ Protocol, per metabolite volume and axial slice whose brain covers at least ``mi
 of the field of view:
 
 1. **Reference**: the acquired map (invalid voxels 0, divided by its maximum) resampled to 128 x 128
-   by zero-filled k-space interpolation (:func:`mrsisr.kspace.fourier_resample`), the interpolation
+   by zero-filled k-space interpolation (:func:`mrsisr.maps.kspace.fourier_resample`), the interpolation
    consistent with how MRSI forms its images; clipped at 0 and divided by its maximum again, so that
    it lies in [0, 1] like the training maps.
 2. **Input**: the reference reduced to 32 x 32 by the same k-space truncation as the training data.
 3. **Upscaled**: by the network (with the FLAIR slice of the same field of view as guide when the
    model is guided) and by the classical baselines (nearest, spline, ...).
-4. **Scores**: the metrics and tests of notebook 04 (:mod:`mrsisr.evaluation`), against the reference.
+4. **Scores**: the metrics and tests of notebook 04 (:mod:`mrsisr.stages.evaluation`), against the reference.
 
 The reference is an interpolation of the acquired map, not a finer acquisition: the scores measure
 how well each method recovers a 64 x 64 acquisition from its 32 x 32 central k-space, as in the paper.
@@ -27,12 +27,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mrsisr import default_model
-from mrsisr.atomic import atomic_path, save_json, save_npz
-from mrsisr.cache import StageOutput, current, publish, stage_output
-from mrsisr.kspace import fourier_resample
-from mrsisr.mrsi_io import SUFFIXES, MRSIVolume, check_same_field_of_view, load_volume, metabolite_from_name
-from mrsisr.standin_7t import STANDIN_LABEL, make_standin, write_standin
+from mrsisr.maps.kspace import fourier_resample
+from mrsisr.mrsi.io import SUFFIXES, MRSIVolume, check_same_field_of_view, load_volume, metabolite_from_name
+from mrsisr.mrsi.standin_7t import STANDIN_LABEL, make_standin, write_standin
+from mrsisr.network import packaged as default_model
+from mrsisr.study.atomic import atomic_path, save_json, save_npz
+from mrsisr.study.cache import StageOutput, current, publish, stage_output
 from mrsisr.upscale import guide_slices
 
 VALIDATION_STAGE = "validation"
@@ -96,7 +96,7 @@ def find_mrsi_files(mrsi_dir: str | os.PathLike) -> dict[str, dict[str, Path]]:
     """Find metabolite maps and guides under ``mrsi_dir``, grouped by subject (the sub-folder, or ``mrsi``).
 
     A file belongs to a subject's maps when its name names a metabolite
-    (:func:`mrsisr.mrsi_io.metabolite_from_name`), to its guide when a part of its name is ``flair``,
+    (:func:`mrsisr.mrsi.io.metabolite_from_name`), to its guide when a part of its name is ``flair``,
     ``t1`` or ``t1w``. Returns subject -> {kind or ``"guide"``: path}.
     """
     root = Path(mrsi_dir)
@@ -129,7 +129,7 @@ def choose_model(run_dir: str | os.PathLike, guided_input: bool):
     FLAIR-guided: for real maps without a co-registered FLAIR/T1 the packaged default model is used if
     it is unguided; otherwise a ValueError says what is missing.
     """
-    from mrsisr.model import is_guided, load_model
+    from mrsisr.network.model import is_guided, load_model
 
     trained = current(run_dir, "model")
     model = load_model(trained.path / "model.keras")
@@ -156,13 +156,13 @@ def run_validation(
 ) -> StageOutput:
     """Run (or reuse) the ``validation`` stage: the protocol on every map, metrics, tables and Figure 4 data.
 
-    With an empty ``mrsi_dir`` the stand-in (:mod:`mrsisr.standin_7t`) is simulated and written as
+    With an empty ``mrsi_dir`` the stand-in (:mod:`mrsisr.mrsi.standin_7t`) is simulated and written as
     NIfTI into the stage folder, then read back through the same path as real files. The cache key
     covers every parameter, the bytes of real input files and of the packaged default model, and the
     key of the ``model`` stage.
     """
-    from mrsisr import evaluation
-    from mrsisr.model import is_guided, predict
+    from mrsisr.network.model import is_guided, predict
+    from mrsisr.stages import evaluation
 
     params: dict = {
         "mrsi_dir": str(mrsi_dir),
@@ -275,7 +275,7 @@ def plot_figure4(data: dict, methods: Sequence[str], title: str) -> plt.Figure:
     title : str
         Figure title (says "STAND-IN" for the simulated volume).
     """
-    from mrsisr.metrics import error_maps
+    from mrsisr.scoring.metrics import error_maps
 
     kinds = list(data["kinds"])
     n_cols = 2 + 2 * len(methods)

@@ -1,8 +1,8 @@
 """Stage ``dataset`` (notebook 02): metabolite maps of selected slices, low-resolution inputs, split.
 
-For each subject of the ``anatomy`` stage: the synthesis (:mod:`mrsisr.synthesis`) on the whole
-volume, the paper's slice selection (:mod:`mrsisr.slices`), one 128x128 slab per selected slice for each
-of the five map kinds, each normalised to [0, 1] by its maximum, the 32x32 input (:mod:`mrsisr.lowres`)
+For each subject of the ``anatomy`` stage: the synthesis (:mod:`mrsisr.maps.synthesis`) on the whole
+volume, the paper's slice selection (:mod:`mrsisr.maps.slices`), one 128x128 slab per selected slice for each
+of the five map kinds, each normalised to [0, 1] by its maximum, the 32x32 input (:mod:`mrsisr.maps.lowres`)
 and the FLAIR guide of the same slab. Subjects are split into train / val / test before any map is
 made, so no subject contributes to two splits. Every random draw comes from a per-subject seed spawned
 from the study seed: the same parameters give the same arrays bit for bit.
@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mrsisr import cache
-from mrsisr.anatomy_stage import read_subject
-from mrsisr.atomic import save_json, save_npy, save_text
-from mrsisr.lowres import LOWRES_METHODS, make_lowres
-from mrsisr.slices import MapGrid, brain_centre, candidate_slices, choose_slices, extract_slab, slab_voxels
-from mrsisr.synthesis import KINDS, synthesize_maps
+from mrsisr.maps.lowres import LOWRES_METHODS, make_lowres
+from mrsisr.maps.slices import MapGrid, brain_centre, candidate_slices, choose_slices, extract_slab, slab_voxels
+from mrsisr.maps.synthesis import KINDS, synthesize_maps
+from mrsisr.stages.segmentation import read_subject
+from mrsisr.study import cache
+from mrsisr.study.atomic import save_json, save_npy, save_text
 
 STAGE = "dataset"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -158,7 +158,7 @@ def run_dataset_stage(
 
     Returns
     -------
-    mrsisr.cache.StageOutput
+    mrsisr.study.cache.StageOutput
         The complete, published output folder (see CONTRIBUTING.md for its files).
     """
     keyed = stage_params(params)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default_model.keras"
 DEFAULT_MODEL_CARD = WEIGHTS_DIR / "default_model.json"
 

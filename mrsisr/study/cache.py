@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrsisr.atomic import atomic_path, save_json
+from mrsisr.study.atomic import atomic_path, save_json
 
 COMPLETE_MARKER = "COMPLETE"
 

@@ -1,6 +1,6 @@
 """Classical upscaling baselines, on the same low-resolution inputs as the network.
 
-Every method follows the study's pixel-area alignment (:mod:`mrsisr.kspace`): at factor 4 the
+Every method follows the study's pixel-area alignment (:mod:`mrsisr.maps.kspace`): at factor 4 the
 low-resolution pixel ``j`` covers the high-resolution pixels ``4j .. 4j+3``, so an output pixel ``i``
 samples the input at coordinate ``(i + 0.5) / 4 - 0.5``.
 
@@ -9,7 +9,7 @@ samples the input at coordinate ``(i + 0.5) / 4 - 0.5``.
   mirror-symmetric ("reflect") edges (the paper's "spline" baseline).
 - ``bicubic``: Keys cubic convolution with ``a = -0.5`` (what PIL, OpenCV and most viewers call
   bicubic), edges replicated. Unlike the spline it interpolates the samples with a compact kernel.
-- ``kspace``: zero-filled k-space (sinc) interpolation, :func:`mrsisr.kspace.fourier_resample`,
+- ``kspace``: zero-filled k-space (sinc) interpolation, :func:`mrsisr.maps.kspace.fourier_resample`,
   which is what an MRSI scanner displays.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from mrsisr.kspace import fourier_resample
+from mrsisr.maps.kspace import fourier_resample
 
 METHODS: tuple[str, ...] = ("nearest", "spline", "bicubic", "kspace")
 KEYS_A = -0.5

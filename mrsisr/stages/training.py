@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from mrsisr import cache
-from mrsisr.atomic import atomic_path, save_json
-from mrsisr.dataset import load_split
-from mrsisr.model import build_model, count_parameters, load_model
-from mrsisr.train import TrainConfig, train
+from mrsisr.network.model import build_model, count_parameters, load_model
+from mrsisr.network.train import TrainConfig, train
+from mrsisr.stages.synthesis import load_split
+from mrsisr.study import cache
+from mrsisr.study.atomic import atomic_path, save_json
 
 STAGE = "model"
 UPSTREAM = "dataset"
@@ -65,7 +65,7 @@ def run_training_stage(
 
     Returns
     -------
-    mrsisr.cache.StageOutput
+    mrsisr.study.cache.StageOutput
         The complete, published output folder.
     """
     keyed = stage_params(params)

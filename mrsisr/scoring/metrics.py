@@ -10,7 +10,7 @@ Definitions, for a prediction ``p`` and a ground truth ``t`` of ``n`` pixels, bo
   undefined (NaN) for a constant truth map predicted exactly;
 - ``ssim``: structural similarity of scikit-image (7x7 uniform window, K1 = 0.01, K2 = 0.03),
   ``data_range = 1``;
-- ``lpips``: LPIPS v0.1 with the AlexNet backbone (:mod:`mrsisr.lpips`), the grey map repeated to
+- ``lpips``: LPIPS v0.1 with the AlexNet backbone (:mod:`mrsisr.scoring.lpips`), the grey map repeated to
   three channels and scaled from [0, 1] to [-1, 1].
 
 Predictions are clipped to [0, 1] before every metric: the ground-truth maps are normalised to [0, 1]
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from skimage.metrics import structural_similarity
 
-from mrsisr.lpips import lpips_batches
+from mrsisr.scoring.lpips import lpips_batches
 
 METRIC_NAMES: tuple[str, ...] = ("mse", "rmse", "psnr", "psnr_range", "ssim", "lpips")
 RANGE_TOLERANCE = 1e-6

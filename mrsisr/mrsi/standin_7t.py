@@ -3,8 +3,8 @@
 It imitates the published 3D-CRT-MRSI maps (64 x 64 x 39 voxels of 3.4 mm, FOV 217.6 mm) of a glioma
 patient:
 
-1. anatomy: one phantom subject (:func:`mrsisr.phantom.make_phantom`) with a tumour of the given grade;
-2. concentrations: :func:`mrsisr.synthesis.synthesize_maps` on the phantom's true tissue fractions
+1. anatomy: one phantom subject (:func:`mrsisr.anatomy.phantom.make_phantom`) with a tumour of the given grade;
+2. concentrations: :func:`mrsisr.maps.synthesis.synthesize_maps` on the phantom's true tissue fractions
    (tNAA, tCr, tCho in institutional units);
 3. the object is sampled on a 1.7 mm in-plane grid (128 x 128) and averaged over each 3.4 mm slab
    (four sub-slices), then every slice is reduced to 64 x 64 by k-space truncation, the point-spread
@@ -25,9 +25,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from mrsisr.atomic import atomic_path
-from mrsisr.kspace import fourier_resample
-from mrsisr.mrsi_io import KINDS
+from mrsisr.maps.kspace import fourier_resample
+from mrsisr.mrsi.io import KINDS
+from mrsisr.study.atomic import atomic_path
 
 MATRIX = 64
 N_SLICES = 39
@@ -81,8 +81,8 @@ def make_standin(seed: int, grade: str = "HGG", noise_fraction: float = 0.05) ->
         ``maps``: kind -> (64, 64, 39) float32, NaN outside the brain; ``affine``: their (4, 4) affine;
         ``flair``: (128, 128, 39) float32 guide; ``flair_affine``; ``grade``; ``label``.
     """
-    from mrsisr.phantom import make_phantom
-    from mrsisr.synthesis import synthesize_maps
+    from mrsisr.anatomy.phantom import make_phantom
+    from mrsisr.maps.synthesis import synthesize_maps
     from mrsisr.upscale import upscaled_affine
 
     rng = np.random.default_rng(seed)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mrsisr.atomic import atomic_path, save_json, save_text
+from mrsisr.study.atomic import atomic_path, save_json, save_text
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 SCHEDULES = ("constant", "cosine")

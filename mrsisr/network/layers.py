@@ -6,7 +6,7 @@
   to ``2C`` channels, a 3x3 convolution with an inner residual around it, a 1x1 convolution reducing back to
   ``C`` and an outer residual. Everything is linear, and the expansion has no bias, so the block equals one 3x3
   convolution exactly (zero padding included): :meth:`ERB.fused_kernel` gives it, and ``ERB(fused=True)`` is
-  that convolution (FMEN's re-parameterisation, used for inference by :func:`mrsisr.model.fuse_for_inference`).
+  that convolution (FMEN's re-parameterisation, used for inference by :func:`mrsisr.network.model.fuse_for_inference`).
 - :class:`HFAB`: FMEN's high-frequency attention branch: BatchNorm, 3x3 squeeze to a mid width, LeakyReLU, an
   ERB at the mid width, LeakyReLU, BatchNorm, 3x3 excite back, BatchNorm, sigmoid, multiplying the input.
 - :class:`GDFN`: Restormer's gated depth-wise feed-forward network with a residual: LayerNorm, 1x1 to
@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from mrsisr.kspace import fourier_resample
+from mrsisr.maps.kspace import fourier_resample
 
 PACKAGE = "mrsisr"
 GDFN_EXPANSION = 2.66  # Restormer's feed-forward expansion factor
@@ -209,7 +209,7 @@ def _kspace_resampling_matrix(n: int, factor: int) -> np.ndarray:
 class KSpaceUpsample(layers.Layer):
     """Zero-filled k-space (sinc) upsampling by ``factor``, as a fixed separable linear map.
 
-    The same operator as :func:`mrsisr.kspace.fourier_resample`: for an ``(h, w)`` input the output is
+    The same operator as :func:`mrsisr.maps.kspace.fourier_resample`: for an ``(h, w)`` input the output is
     ``A @ x @ B.T`` with constant matrices ``A`` (``factor*h`` x ``h``) and ``B`` (``factor*w`` x ``w``)
     built from that function, so the layer runs under every Keras backend and keeps the pixel-area
     alignment of the study. It has no weights; the matrices follow the input's (static) in-plane size.

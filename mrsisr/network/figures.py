@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import FancyBboxPatch
 
-# how each layer of mrsisr.model.build_model is named in the paper's vocabulary
+# how each layer of mrsisr.network.model.build_model is named in the paper's vocabulary
 BLOCK_LABELS = {
     "lr": "LR map",
     "guide": "FLAIR",

@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 
-from mrsisr.nifti import load_volume, resample_isotropic, same_grid
-from mrsisr.phantom import FLAIR_SIGNAL, GRADES, T1_SIGNAL, make_tumour, tissue_image
-from mrsisr.segmentation import TISSUES, segment_tissues
+from mrsisr.anatomy.nifti import load_volume, resample_isotropic, same_grid
+from mrsisr.anatomy.phantom import FLAIR_SIGNAL, GRADES, T1_SIGNAL, make_tumour, tissue_image
+from mrsisr.anatomy.segmentation import TISSUES, segment_tissues
 
 BRATS_LABELS = (0, 1, 2, 4)
 

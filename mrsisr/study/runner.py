@@ -1,7 +1,7 @@
 """Execute the study's notebooks with papermill, stage by stage, into ``runs/<profile>/notebooks/``.
 
 Each notebook receives the parameters its ``parameters`` cell declares, with the values of the chosen
-profile (``mrsisr/profiles.yaml`` plus ``--set`` overrides), and three injected ones: ``profile``,
+profile (``mrsisr/study/profiles.yaml`` plus ``--set`` overrides), and three injected ones: ``profile``,
 ``run_dir`` and ``figures_dir`` (absolute paths). A failing cell stops the run with that cell's error.
 """
 
@@ -21,10 +21,10 @@ import papermill
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from papermill.exceptions import PapermillExecutionError
 
-from mrsisr.atomic import atomic_path, save_json
-from mrsisr.profiles import Stage, load_profile, parse_overrides, select_stages
+from mrsisr.study.atomic import atomic_path, save_json
+from mrsisr.study.profiles import Stage, load_profile, parse_overrides, select_stages
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KERNEL_NAME = "python3"
 CELL_TIMEOUT_S = 12 * 3600  # the paper profile trains for hours inside one cell

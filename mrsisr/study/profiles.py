@@ -31,7 +31,7 @@ STAGES: tuple[Stage, ...] = (
 
 
 def _read_file() -> dict[str, Any]:
-    text = resources.files("mrsisr").joinpath("profiles.yaml").read_text(encoding="utf-8")
+    text = resources.files("mrsisr.study").joinpath("profiles.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 WEIGHTS_FILE = WEIGHTS_DIR / "lpips_alex_v0.1.npz"
 PROVENANCE_FILE = WEIGHTS_DIR / "lpips_alex_v0.1.json"
 

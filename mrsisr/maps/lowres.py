@@ -1,7 +1,7 @@
 """Low-resolution maps: how the 32x32 inputs are made from the 128x128 maps.
 
 - ``kspace`` (default): keep the central 32x32 of the 128x128 k-space, as MRSI acquires it
-  (:func:`mrsisr.kspace.fourier_resample`, scaled so that concentrations are kept);
+  (:func:`mrsisr.maps.kspace.fourier_resample`, scaled so that concentrations are kept);
 - ``hamming``: the same with a Hamming window on the kept k-space (less ringing, more blur);
 - ``block``: 4x4 block means (an ideal box point-spread function).
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrsisr.kspace import fourier_resample
+from mrsisr.maps.kspace import fourier_resample
 
 LOWRES_METHODS: tuple[str, ...] = ("kspace", "hamming", "block")
 

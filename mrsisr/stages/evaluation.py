@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mrsisr.atomic import atomic_path
-from mrsisr.baselines import upscale
-from mrsisr.cache import StageOutput, current, publish, stage_output
-from mrsisr.lpips import PROVENANCE_FILE
-from mrsisr.metrics import METRIC_NAMES, error_maps, per_map_metrics
-from mrsisr.stats import mann_whitney, wilcoxon_signed_rank
+from mrsisr.scoring.baselines import upscale
+from mrsisr.scoring.lpips import PROVENANCE_FILE
+from mrsisr.scoring.metrics import METRIC_NAMES, error_maps, per_map_metrics
+from mrsisr.scoring.stats import mann_whitney, wilcoxon_signed_rank
+from mrsisr.study.atomic import atomic_path
+from mrsisr.study.cache import StageOutput, current, publish, stage_output
 
 RESULTS_STAGE = "results"
 REFERENCE_METHOD = "model"
@@ -273,10 +273,10 @@ def evaluate_test_split(run_dir: str | os.PathLike, methods: Sequence[str]) -> S
     run_dir : path-like
         The profile's run folder, ``runs/<profile>``.
     methods : sequence of str
-        Classical baselines to compare with the model (see :data:`mrsisr.baselines.METHODS`).
+        Classical baselines to compare with the model (see :data:`mrsisr.scoring.baselines.METHODS`).
     """
-    from mrsisr.dataset import load_split
-    from mrsisr.model import load_model, predict
+    from mrsisr.network.model import load_model, predict
+    from mrsisr.stages.synthesis import load_split
 
     dataset, trained = current(run_dir, "dataset"), current(run_dir, "model")
     params = {"methods": list(methods), "lpips_weights": lpips_weights_digest()}
