@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from mrsisr.mrsi.io import MRSIVolume, check_same_field_of_view, load_volume, normalise_slices
+from mrsisr.mrsi.io import MRSIVolume, check_same_field_of_view, load_mrsi_volume, normalise_slices
 from mrsisr.study.atomic import atomic_path
 
 FACTOR = 4
@@ -163,18 +163,18 @@ def upscale_file(
     ------
     FileNotFoundError, FileExistsError, ValueError
         Missing input or model, existing output without ``force``, or bad input (see
-        :func:`mrsisr.mrsi.io.load_volume`, guide on a different grid, guided model without a guide).
+        :func:`mrsisr.mrsi.io.load_mrsi_volume`, guide on a different grid, guided model without a guide).
     """
     from mrsisr.network.model import load_model
     from mrsisr.network.packaged import default_model_path
 
     output = Path(output)
     _check_output(output, force)
-    volume = load_volume(input, metabolite=metabolite)
+    volume = load_mrsi_volume(input, metabolite=metabolite)
     print(volume.mask_message)
     guide_volume = None
     if guide is not None:
-        guide_volume = load_volume(guide, guide=True)
+        guide_volume = load_mrsi_volume(guide, guide=True)
         check_same_field_of_view(volume, guide_volume)
     model = load_model(model_path if model_path is not None else default_model_path())
     upscaled = upscale_volume(volume, model, guide_volume)

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from mrsisr.maps.kspace import fourier_resample
-from mrsisr.scoring.baselines import METHODS, bicubic_matrix, keys_kernel, upscale
+from mrsisr.scoring.baselines import METHODS, bicubic_matrix, interpolate, keys_kernel
 
 
 def test_methods_listed() -> None:
@@ -17,16 +17,16 @@ def test_methods_listed() -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_constant_map_is_kept_and_shapes(method: str) -> None:
     lr = np.full((2, 8, 6), 0.4, dtype=np.float32)
-    out = upscale(lr, method)
+    out = interpolate(lr, method)
     assert out.shape == (2, 32, 24) and out.dtype == np.float32
     np.testing.assert_allclose(out, 0.4, atol=1e-5)
-    assert upscale(lr[0], method).shape == (32, 24)
+    assert interpolate(lr[0], method).shape == (32, 24)
 
 
 def test_nearest_repeats_blocks() -> None:
     lr = np.arange(4, dtype=np.float32).reshape(2, 2)
     np.testing.assert_array_equal(
-        upscale(lr, "nearest", factor=2), [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+        interpolate(lr, "nearest", factor=2), [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
     )
 
 
@@ -40,15 +40,15 @@ def test_bicubic_is_pixel_area_aligned_and_reproduces_ramps() -> None:
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
     ramp = np.tile(np.arange(16.0), (16, 1))
     centres = (np.arange(64) + 0.5) / 4 - 0.5  # output pixel i samples input coordinate (i + 0.5) / 4 - 0.5
-    np.testing.assert_allclose(upscale(ramp, "bicubic")[:, 8:-8], np.tile(centres[8:-8], (64, 1)), atol=1e-4)
+    np.testing.assert_allclose(interpolate(ramp, "bicubic")[:, 8:-8], np.tile(centres[8:-8], (64, 1)), atol=1e-4)
 
 
 def test_spline_and_kspace_are_the_named_library_calls() -> None:
     lr = np.random.default_rng(0).random((16, 16)).astype(np.float32)
     spline = ndimage.zoom(lr, 4, order=3, mode="reflect", grid_mode=True)
-    np.testing.assert_allclose(upscale(lr, "spline"), spline, atol=1e-6)
-    np.testing.assert_allclose(upscale(lr, "kspace"), fourier_resample(lr, 64), atol=1e-6)
-    assert not np.allclose(upscale(lr, "spline"), upscale(lr, "bicubic"), atol=1e-3)
+    np.testing.assert_allclose(interpolate(lr, "spline"), spline, atol=1e-6)
+    np.testing.assert_allclose(interpolate(lr, "kspace"), fourier_resample(lr, 64), atol=1e-6)
+    assert not np.allclose(interpolate(lr, "spline"), interpolate(lr, "bicubic"), atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -61,4 +61,4 @@ def test_spline_and_kspace_are_the_named_library_calls() -> None:
 )
 def test_bad_input(lr: np.ndarray, method: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        upscale(lr, method)
+        interpolate(lr, method)

@@ -9,7 +9,7 @@ import pytest
 
 from mrsisr.mrsi.io import (
     check_same_field_of_view,
-    load_volume,
+    load_mrsi_volume,
     metabolite_from_name,
     normalise_slices,
     world_corners,
@@ -64,7 +64,7 @@ def test_nifti_3d_reoriented_to_ras_with_masking(tmp_path):
     affine = np.diag([-2.0, 3.0, 4.0, 1.0])  # x runs right -> left
     affine[:3, 3] = [10.0, -5.0, 2.0]
     nib.save(nib.Nifti1Image(data, affine), tmp_path / "tCho.nii.gz")
-    volume = load_volume(tmp_path / "tCho.nii.gz")
+    volume = load_mrsi_volume(tmp_path / "tCho.nii.gz")
     assert volume.metabolite == "tCho"
     assert (volume.n_nan, volume.n_inf, volume.n_negative) == (1, 1, 1)
     assert "3 of 60 voxels masked (1 NaN, 1 infinite, 1 negative)" in volume.mask_message
@@ -81,7 +81,7 @@ def test_nifti_3d_reoriented_to_ras_with_masking(tmp_path):
 def test_singleton_4d_and_explicit_metabolite(tmp_path):
     data = np.random.default_rng(0).random((6, 6, 2, 1)).astype(np.float32)
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "map.nii")
-    volume = load_volume(tmp_path / "map.nii", metabolite="Cr+PCr")
+    volume = load_mrsi_volume(tmp_path / "map.nii", metabolite="Cr+PCr")
     assert volume.data.shape == (6, 6, 2)
     assert volume.metabolite == "tCr"
     np.testing.assert_array_equal(volume.data, data[..., 0])
@@ -93,7 +93,7 @@ def test_minc2_read_matches_written_array_and_geometry(tmp_path):
     data_xyz[0, :, :] = np.nan
     path = tmp_path / "NAA+NAAG.mnc"
     write_minc2(path, np.transpose(data_xyz, (2, 1, 0)), steps_zyx=(3.4, 3.4, 3.4), starts_zyx=(-50.0, -60.0, -70.0))
-    volume = load_volume(path)
+    volume = load_mrsi_volume(path)
     assert volume.metabolite == "NAA"
     assert volume.data.shape == (8, 6, 4)
     np.testing.assert_array_equal(volume.data, data_xyz)
@@ -114,32 +114,32 @@ def test_truncated_files_give_clear_errors(tmp_path, suffix):
     broken = tmp_path / f"NAA{suffix}"
     broken.write_bytes(source.read_bytes()[: len(source.read_bytes()) // 3])
     with pytest.raises(ValueError, match=f"NAA{suffix}.*cannot be read"):
-        load_volume(broken)
+        load_mrsi_volume(broken)
 
 
 def test_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
-        load_volume(tmp_path / "NAA.nii")
+        load_mrsi_volume(tmp_path / "NAA.nii")
     (tmp_path / "NAA.txt").write_text("1 2 3")
     with pytest.raises(ValueError, match="not a NIfTI or MINC2 file"):
-        load_volume(tmp_path / "NAA.txt")
+        load_mrsi_volume(tmp_path / "NAA.txt")
     nib.save(nib.Nifti1Image(np.ones((8, 8), dtype=np.float32), np.eye(4)), tmp_path / "NAA_2d.nii")
     with pytest.raises(ValueError, match=r"expected a 3D volume .* shape \(8, 8\)"):
-        load_volume(tmp_path / "NAA_2d.nii")
+        load_mrsi_volume(tmp_path / "NAA_2d.nii")
     nib.save(nib.Nifti1Image(np.ones((8, 8, 2, 5), dtype=np.float32), np.eye(4)), tmp_path / "NAA_4d.nii")
     with pytest.raises(ValueError, match="expected a 3D volume"):
-        load_volume(tmp_path / "NAA_4d.nii")
+        load_mrsi_volume(tmp_path / "NAA_4d.nii")
     nib.save(nib.Nifti1Image(np.full((8, 8, 2), np.nan, dtype=np.float32), np.eye(4)), tmp_path / "NAA_nan.nii")
     with pytest.raises(ValueError, match="no valid voxel"):
-        load_volume(tmp_path / "NAA_nan.nii")
+        load_mrsi_volume(tmp_path / "NAA_nan.nii")
     nib.save(nib.Nifti1Image(np.zeros((0, 8, 2), dtype=np.float32), np.eye(4)), tmp_path / "NAA_empty.nii")
     with pytest.raises(ValueError, match="empty"):
-        load_volume(tmp_path / "NAA_empty.nii")
+        load_mrsi_volume(tmp_path / "NAA_empty.nii")
     nib.save(nib.Nifti1Image(np.ones((8, 8, 2), dtype=np.float32), np.eye(4)), tmp_path / "unnamed.nii")
     with pytest.raises(ValueError, match="does not name a metabolite"):
-        load_volume(tmp_path / "unnamed.nii")
+        load_mrsi_volume(tmp_path / "unnamed.nii")
     with pytest.raises(ValueError, match="unknown metabolite"):
-        load_volume(tmp_path / "unnamed.nii", metabolite="lactate")
+        load_mrsi_volume(tmp_path / "unnamed.nii", metabolite="lactate")
 
 
 def test_normalise_slices_keeps_the_scale():
@@ -163,10 +163,10 @@ def test_field_of_view_check(tmp_path):
     shifted[0, 3] += 5.0
     nib.save(nib.Nifti1Image(np.ones((32, 32, 3), dtype=np.float32), shifted), tmp_path / "flair_shifted.nii")
     nib.save(nib.Nifti1Image(np.ones((32, 32, 4), dtype=np.float32), fine), tmp_path / "flair_slices.nii")
-    volume = load_volume(tmp_path / "NAA.nii")
-    guide = load_volume(tmp_path / "flair.nii", guide=True)
+    volume = load_mrsi_volume(tmp_path / "NAA.nii")
+    guide = load_mrsi_volume(tmp_path / "flair.nii", guide=True)
     np.testing.assert_allclose(world_corners(volume.data.shape, volume.affine), world_corners((32, 32), fine))
     check_same_field_of_view(volume, guide)
     for name, message in (("flair_shifted.nii", "differ by up to 5.00 mm"), ("flair_slices.nii", "4 slices")):
         with pytest.raises(ValueError, match=f"{name} is on a different grid.*{message}"):
-            check_same_field_of_view(volume, load_volume(tmp_path / name, guide=True))
+            check_same_field_of_view(volume, load_mrsi_volume(tmp_path / name, guide=True))

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mrsisr.maps.kspace import fourier_resample
-from mrsisr.mrsi.io import load_volume
+from mrsisr.mrsi.io import load_mrsi_volume
 from mrsisr.network.model import build_model
 from mrsisr.stages.validation_7t import find_mrsi_files, plot_figure4, run_validation, validation_slices
 from mrsisr.study.cache import publish, stage_output
@@ -44,8 +44,8 @@ def write_maps(folder, n_slices: int = 3, seed: int = 0) -> None:
 
 def test_validation_slices_follow_the_training_pipeline(tmp_path):
     write_maps(tmp_path)
-    volume = load_volume(tmp_path / "NAA+NAAG_amp.nii.gz")
-    guide = load_volume(tmp_path / "flair.nii.gz", guide=True)
+    volume = load_mrsi_volume(tmp_path / "NAA+NAAG_amp.nii.gz")
+    guide = load_mrsi_volume(tmp_path / "flair.nii.gz", guide=True)
     hr, lr, guides, meta = validation_slices(volume, "p1", "HGG", 0.3, guide)
     assert hr.shape == (2, 128, 128) and lr.shape == (2, 32, 32) and guides.shape == (2, 128, 128)
     assert list(meta["slice"]) == [0, 1] and set(meta["kind"]) == {"NAA"}
@@ -107,8 +107,8 @@ def test_standin_volume_geometry_and_label(tmp_path):
     standin = make_standin(seed=0)
     assert "STAND-IN" in STANDIN_LABEL and standin["label"] == STANDIN_LABEL
     paths = write_standin(tmp_path, standin)
-    maps = {kind: load_volume(paths[kind]) for kind in ("NAA", "tCr", "tCho")}
-    flair = load_volume(paths["flair"], guide=True)
+    maps = {kind: load_mrsi_volume(paths[kind]) for kind in ("NAA", "tCr", "tCho")}
+    flair = load_mrsi_volume(paths["flair"], guide=True)
     for volume in maps.values():
         assert volume.data.shape == (64, 64, 39)
         np.testing.assert_allclose(volume.voxel_mm, 3.4)

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def load_volume(path: str | os.PathLike, allow_zero: bool = False) -> nib.Nifti1Image:
+def load_nifti_volume(path: str | os.PathLike, allow_zero: bool = False) -> nib.Nifti1Image:
     """Read a 3D NIfTI image (a 4D image with one volume is accepted), fully, and check it.
 
     Parameters
@@ -65,7 +65,7 @@ def resample_isotropic(
     Parameters
     ----------
     image : nibabel.Nifti1Image
-        RAS+ image (see :func:`load_volume`).
+        RAS+ image (see :func:`load_nifti_volume`).
     voxel_mm : float
         Target voxel size in mm.
     order : int

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from mrsisr.anatomy.nifti import load_volume, resample_isotropic, same_grid
+from mrsisr.anatomy.nifti import load_nifti_volume, resample_isotropic, same_grid
 from mrsisr.anatomy.phantom import FLAIR_SIGNAL, GRADES, T1_SIGNAL, make_tumour, tissue_image
 from mrsisr.anatomy.segmentation import TISSUES, segment_tissues
 
@@ -82,9 +82,11 @@ def load_subject(
     """
     if grade is not None and grade not in GRADES:
         raise ValueError(f"grade must be one of {GRADES}, got {grade!r}")
-    t1_image = load_volume(t1)
+    t1_image = load_nifti_volume(t1)
     others = {"flair": flair, "seg": seg}
-    images = {name: load_volume(path, allow_zero=name == "seg") for name, path in others.items() if path is not None}
+    images = {
+        name: load_nifti_volume(path, allow_zero=name == "seg") for name, path in others.items() if path is not None
+    }
     for name, image in images.items():
         if not same_grid(t1_image, image):
             raise ValueError(

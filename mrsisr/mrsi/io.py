@@ -155,7 +155,7 @@ def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return reoriented, affine @ inv_ornt_aff(orientation, data.shape)
 
 
-def load_volume(path: str | os.PathLike, metabolite: str | None = None, guide: bool = False) -> MRSIVolume:
+def load_mrsi_volume(path: str | os.PathLike, metabolite: str | None = None, guide: bool = False) -> MRSIVolume:
     """Read a metabolite map (or, with ``guide=True``, an anatomical volume) from NIfTI or MINC2.
 
     Parameters

@@ -57,7 +57,7 @@ def _check_lowres(lr: np.ndarray) -> np.ndarray:
     return lr
 
 
-def upscale(lr: np.ndarray, method: str, factor: int = 4) -> np.ndarray:
+def interpolate(lr: np.ndarray, method: str, factor: int = 4) -> np.ndarray:
     """Upscale low-resolution maps by an integer ``factor`` with a classical method.
 
     Parameters

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mrsisr.scoring.baselines import upscale
+from mrsisr.scoring.baselines import interpolate
 from mrsisr.scoring.lpips import PROVENANCE_FILE
 from mrsisr.scoring.metrics import METRIC_NAMES, error_maps, per_map_metrics
 from mrsisr.scoring.stats import mann_whitney, wilcoxon_signed_rank
@@ -51,7 +51,7 @@ METRIC_LABELS = {
 
 def baseline_predictions(lr: np.ndarray, methods: Iterable[str], factor: int = 4) -> dict[str, np.ndarray]:
     """Upscale ``lr`` (N, h, w) with each classical method; returns method -> (N, factor*h, factor*w)."""
-    return {method: upscale(lr, method, factor) for method in methods}
+    return {method: interpolate(lr, method, factor) for method in methods}
 
 
 def evaluate_predictions(predictions: Mapping[str, np.ndarray], truth: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:

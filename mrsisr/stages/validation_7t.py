@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mrsisr.maps.kspace import fourier_resample
-from mrsisr.mrsi.io import SUFFIXES, MRSIVolume, check_same_field_of_view, load_volume, metabolite_from_name
+from mrsisr.mrsi.io import SUFFIXES, MRSIVolume, check_same_field_of_view, load_mrsi_volume, metabolite_from_name
 from mrsisr.mrsi.standin_7t import STANDIN_LABEL, make_standin, write_standin
 from mrsisr.network import packaged as default_model
 from mrsisr.study.atomic import atomic_path, save_json, save_npz
@@ -193,11 +193,11 @@ def run_validation(
         grade = standin_grade if not mrsi_dir else "unknown"
         parts = []
         for subject, files in subjects.items():
-            guide = load_volume(files["guide"], guide=True) if "guide" in files else None
+            guide = load_mrsi_volume(files["guide"], guide=True) if "guide" in files else None
             for kind, path in files.items():
                 if kind == "guide":
                     continue
-                volume = load_volume(path, metabolite=kind)
+                volume = load_mrsi_volume(path, metabolite=kind)
                 if guide is not None:
                     check_same_field_of_view(volume, guide)
                 parts.append(validation_slices(volume, subject, grade, min_brain_fraction, guide))
