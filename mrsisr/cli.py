@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mrsisr.study.profiles import DEFAULT_PROFILE, STAGES
+from mrsisr.stages import STAGES
+from mrsisr.study.profiles import DEFAULT_PROFILE
 
 
 def build_parser() -> argparse.ArgumentParser:
