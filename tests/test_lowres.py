@@ -36,3 +36,31 @@ def test_unknown_method_and_bad_sizes():
         make_lowres(np.zeros((128, 128)), 32, "bilinear")
     with pytest.raises(ValueError, match="divisible"):
         make_lowres(np.zeros((100, 100)), 32, "block")
+
+
+@pytest.mark.parametrize("method", LOWRES_METHODS)
+def test_noise_has_the_requested_sd_of_each_maps_maximum(method):
+    hr = np.stack([_smooth_map() * scale for scale in (1.0, 4.0)] * 16)
+    clean = make_lowres(hr, 32, method)
+    noisy = make_lowres(hr, 32, method, noise=0.05, rng=np.random.default_rng(0))
+    residual = (noisy - clean).astype(np.float64)
+    assert residual[0::2].std() == pytest.approx(0.05, rel=0.02)
+    assert residual[1::2].std() == pytest.approx(0.20, rel=0.02)  # the SD follows each map's maximum
+    assert abs(residual.mean()) < 0.005
+    again = make_lowres(hr, 32, method, noise=0.05, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(noisy, again)
+
+
+def test_no_noise_is_bit_identical_to_the_plain_call():
+    hr = np.random.default_rng(1).random((2, 128, 128)).astype(np.float32)
+    plain = make_lowres(hr, 32, "kspace")
+    np.testing.assert_array_equal(make_lowres(hr, 32, "kspace", noise=0.0, rng=np.random.default_rng(3)), plain)
+    np.testing.assert_array_equal(make_lowres(hr, 32, "kspace", noise=0.0), plain)
+
+
+def test_noise_needs_a_generator_and_a_non_negative_sd():
+    hr = np.zeros((128, 128), np.float32)
+    with pytest.raises(ValueError, match="rng"):
+        make_lowres(hr, 32, "kspace", noise=0.01)
+    with pytest.raises(ValueError, match=">= 0"):
+        make_lowres(hr, 32, "kspace", noise=-0.01, rng=np.random.default_rng(0))

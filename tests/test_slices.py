@@ -58,3 +58,32 @@ def test_orientation_anterior_up_and_x_along_columns():
 def test_brain_centre_needs_a_brain():
     with pytest.raises(ValueError, match="empty"):
         brain_centre(np.zeros((4, 4, 4), bool))
+
+
+def test_zero_thickness_takes_one_anatomy_slice():
+    volume = np.zeros((110, 110, 10), np.float32)
+    volume[:, :, 4] = 1.0
+    voxel, centre = np.array([2.0, 2.0, 2.0]), (54.5, 54.5)
+    assert slab_voxels(0.0, 2.0) == slab_voxels(2.0, 2.0) == 1 and slab_voxels(2.0, 1.0) == 2
+    one = extract_slab(volume, 4, voxel, centre, MapGrid(thickness_mm=0.0))
+    slab = extract_slab(volume, 4, voxel, centre, MapGrid(thickness_mm=10.0))
+    assert one[64, 64] == pytest.approx(1.0) and slab[64, 64] == pytest.approx(0.2)
+    assert not extract_slab(volume, 3, voxel, centre, MapGrid(thickness_mm=0.0)).any()  # the neighbour only
+
+
+def test_field_of_view_sets_the_pixel_size():
+    volume = np.zeros((240, 240, 1), np.float32)
+    volume[70:170, 70:170, 0] = 1.0  # a 100 mm square at 1 mm
+    widths = {}
+    for fov in (220.0, 240.0):
+        grid = MapGrid(thickness_mm=0.0, fov_mm=fov)
+        out = extract_slab(volume, 0, np.ones(3), (119.5, 119.5), grid)
+        widths[fov] = int((out[64] > 0.5).sum())
+        assert widths[fov] == pytest.approx(100.0 / grid.pixel_mm, abs=1)
+    assert MapGrid(fov_mm=240.0).pixel_mm == 1.875 and widths[240.0] < widths[220.0]
+
+
+def test_map_grid_rejects_impossible_values():
+    for bad in ({"thickness_mm": -1.0}, {"fov_mm": 0.0}, {"size": 0}):
+        with pytest.raises(ValueError, match="map grid needs"):
+            MapGrid(**bad)

@@ -6,7 +6,9 @@ import pytest
 from mrsisr.maps.synthesis import (
     KINDS,
     draw_subject_values,
+    hard_tissue_classes,
     literature_values,
+    normalise_maps,
     peak_to_concentration_ratio,
     synthesize_maps,
     table1,
@@ -104,3 +106,48 @@ def test_table1_lists_every_value_with_a_source():
     assert {"tissue", "quantity", "value", "source"} <= set(table.columns)
     assert len(table) == 9 + 4 + len(literature_values()["assumptions"])
     assert table["source"].str.len().min() > 0
+
+
+def test_hard_classes_take_the_largest_fraction():
+    gm = np.array([0.6, 0.3, 0.1, 0.5, 0.0])
+    wm = np.array([0.3, 0.6, 0.1, 0.5, 0.0])
+    csf = np.array([0.1, 0.1, 0.8, 0.0, 0.0])
+    hard_gm, hard_wm, hard_csf = hard_tissue_classes(gm, wm, csf)
+    np.testing.assert_array_equal(hard_gm, [1, 0, 0, 1, 0])  # a tie goes to GM
+    np.testing.assert_array_equal(hard_wm, [0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(hard_csf, [0, 0, 1, 0, 0])  # no fraction at all (background): no class
+
+
+def test_hard_tissue_model_gives_only_the_tissue_concentrations():
+    rng = np.random.default_rng(5)
+    gm = rng.uniform(0.0, 1.0, 200)
+    wm = (1.0 - gm) * rng.uniform(0.0, 1.0, 200)
+    csf = 1.0 - gm - wm
+    labels = np.zeros(200, np.uint8)
+    values = draw_subject_values("LGG", np.random.default_rng(1))
+    hard = synthesize_maps(gm, wm, csf, labels, "LGG", np.random.default_rng(1), tissue_model="hard")
+    soft = synthesize_maps(gm, wm, csf, labels, "LGG", np.random.default_rng(1))
+    for name in ("tCho", "tCr", "NAA"):
+        pure = np.array([values[f"GM_{name}"], values[f"WM_{name}"], 0.0], np.float32)
+        assert set(np.unique(hard[name])) <= set(pure)  # nothing between the pure tissues
+        assert len(np.unique(soft[name])) > 100  # partial volume: a continuum
+    winner = np.argmax(np.stack([gm, wm, csf]), axis=0)
+    np.testing.assert_array_equal(hard["tCr"] == np.float32(values["WM_tCr"]), winner == 1)
+
+
+def test_default_tissue_model_is_partial_volume_bit_for_bit():
+    gm, wm, csf, labels = _voxels([0, 0, 0, 0, 4, 1, 2])
+    default = synthesize_maps(gm, wm, csf, labels, "HGG", np.random.default_rng(7))
+    explicit = synthesize_maps(gm, wm, csf, labels, "HGG", np.random.default_rng(7), tissue_model="partial_volume")
+    for kind in KINDS:
+        np.testing.assert_array_equal(default[kind], explicit[kind])
+    with pytest.raises(ValueError, match="tissue_model"):
+        synthesize_maps(gm, wm, csf, labels, "HGG", np.random.default_rng(7), tissue_model="fuzzy")
+
+
+def test_normalise_maps_divides_by_each_maximum():
+    maps = np.stack([np.full((4, 4), 2.0), np.zeros((4, 4))])
+    maps[0, 1, 1] = 4.0
+    normalised, scale = normalise_maps(maps)
+    np.testing.assert_array_equal(scale, [4.0, 0.0])
+    assert normalised[0].max() == 1.0 and normalised[0, 0, 0] == 0.5 and not normalised[1].any()

@@ -3,8 +3,12 @@
 An MRSI slice is a slab: ``slice_thickness_mm`` thick (10 mm in the paper) and ``fov_mm`` wide
 (220 mm) on a ``map_size`` matrix (128, i.e. 1.718 mm). :func:`extract_slab` averages a volume over
 the slab's thickness (the partial volume the slice sees) and resamples it in-plane onto that grid,
-centred on the brain. Maps are returned in display orientation: rows run from anterior (top) to
-posterior, columns along the volume's x axis (RAS+: towards the subject's right).
+centred on the brain. A ``slice_thickness_mm`` of 0 (anything below 1.5 anatomy voxels) takes one
+anatomy slice, resized onto the grid without averaging: the paper's "selected a few axial slices ...
+and resized them to a 128 x 128 pixel resolution". ``fov_mm`` is the in-plane extent resized onto the
+grid (220 mm in the paper's text; 240 mm is the whole BraTS slice). Maps are returned in display
+orientation: rows run from anterior (top) to posterior, columns along the volume's x axis (RAS+:
+towards the subject's right).
 """
 
 from __future__ import annotations
@@ -17,11 +21,18 @@ from scipy import ndimage
 
 @dataclass(frozen=True)
 class MapGrid:
-    """The in-plane grid of the maps and the slab thickness."""
+    """The in-plane grid of the maps and the slab thickness (0: one anatomy slice, no averaging)."""
 
     size: int = 128
     fov_mm: float = 220.0
     thickness_mm: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or not self.fov_mm > 0 or not self.thickness_mm >= 0:
+            raise ValueError(
+                f"map grid needs size >= 1, fov_mm > 0 and slice_thickness_mm >= 0, "
+                f"got {self.size}, {self.fov_mm} and {self.thickness_mm}"
+            )
 
     @property
     def pixel_mm(self) -> float:
@@ -30,7 +41,7 @@ class MapGrid:
 
 
 def slab_voxels(thickness_mm: float, voxel_mm: float) -> int:
-    """Number of volume slices (at least 1) that make up a slab of ``thickness_mm``."""
+    """Number of volume slices (at least 1) that make up a slab of ``thickness_mm`` (0: one slice)."""
     return max(1, int(round(thickness_mm / voxel_mm)))
 
 

@@ -18,6 +18,11 @@ model where they lie (the segmentation leaves the tissue fractions at zero there
 
 The ratio maps are ratios of the concentration maps, set to 0 where the denominator is below
 ``ratio_floor_mM``.
+
+``tissue_model`` chooses what the tissue fractions are: ``"partial_volume"`` (default) uses them as
+given; ``"hard"`` first replaces them by hard classes, each voxel wholly the tissue of its largest
+fraction (FSL FAST's hard segmentation), which gives maps with only the pure-tissue concentrations and
+sharp tissue borders, as a paper that "does not account for partial volume effects" would have.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import yaml
 KINDS: tuple[str, ...] = ("tCho", "tCr", "NAA", "tCho/NAA", "tCho/tCr")
 METABOLITES: tuple[str, ...] = ("tCho", "tCr", "NAA")
 GRADES: tuple[str, ...] = ("LGG", "HGG")
+TISSUE_MODELS: tuple[str, ...] = ("partial_volume", "hard")
 
 
 @functools.cache
@@ -105,6 +111,7 @@ def synthesize_maps(
     labels: np.ndarray,
     grade: str,
     rng: np.random.Generator,
+    tissue_model: str = "partial_volume",
 ) -> dict[str, np.ndarray]:
     """Concentration and ratio maps of one subject, on arrays of any shape (2D slice or 3D volume).
 
@@ -118,6 +125,8 @@ def synthesize_maps(
         Tumour grade; sets the tumour ratios and whether label 1 is necrosis.
     rng : numpy.random.Generator
         Draws the subject's concentrations and ratios.
+    tissue_model : {"partial_volume", "hard"}
+        Use the fractions as given, or hard classes of them (:func:`hard_tissue_classes`).
 
     Returns
     -------
@@ -130,6 +139,10 @@ def synthesize_maps(
     unknown = set(np.unique(labels).tolist()) - {0, 1, 2, 4}
     if unknown:
         raise ValueError(f"labels hold values {sorted(unknown)} outside the BraTS labels 0, 1, 2, 4")
+    if tissue_model not in TISSUE_MODELS:
+        raise ValueError(f"unknown tissue_model {tissue_model!r}; valid: {', '.join(TISSUE_MODELS)}")
+    if tissue_model == "hard":
+        gm, wm, csf = hard_tissue_classes(gm, wm, csf)
     values = draw_subject_values(grade, rng)
     assumptions = {k: v["value"] for k, v in literature_values()["assumptions"].items()}
     gm, wm = np.asarray(gm, np.float64), np.asarray(wm, np.float64)
@@ -151,6 +164,24 @@ def synthesize_maps(
         maps[name] = conc
     maps.update(ratio_maps(maps, assumptions["ratio_floor_mM"]))
     return {kind: maps[kind].astype(np.float32) for kind in KINDS}
+
+
+def hard_tissue_classes(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hard classes from partial-volume fractions: 1 for the largest fraction of each voxel, 0 elsewhere.
+
+    Voxels whose fractions are all zero (outside the brain, tumour) stay zero; ties go to GM, then WM.
+    """
+    stacked = np.stack([np.asarray(a, np.float64) for a in (gm, wm, csf)])
+    winner = np.where(stacked.sum(axis=0) > 0, stacked.argmax(axis=0), -1)
+    hard_gm, hard_wm, hard_csf = ((winner == tissue).astype(np.float64) for tissue in range(3))
+    return hard_gm, hard_wm, hard_csf
+
+
+def normalise_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Divide each map (last two axes) by its maximum; return the maps and the maxima (0 stays 0)."""
+    scale = maps.max(axis=(-2, -1))
+    safe = np.where(scale > 0, scale, 1.0)
+    return (maps / safe[..., None, None]).astype(np.float32), scale.astype(np.float64)
 
 
 def ratio_maps(concentrations: dict[str, np.ndarray], floor: float) -> dict[str, np.ndarray]:
