@@ -19,8 +19,8 @@ import numpy as np
 
 from mrsisr.anatomy.brats import find_cases
 from mrsisr.anatomy.phantom import make_phantom
-from mrsisr.anatomy.segmentation import TISSUES, dice_scores, segment_tissues
-from mrsisr.anatomy.subject import load_subject
+from mrsisr.anatomy.segmentation import TISSUES, brain_fractions, dice_scores
+from mrsisr.anatomy.subject import load_subject, segment_checked
 
 SOURCES = ("phantom", "brats", "nifti")
 
@@ -36,6 +36,7 @@ class SubjectSpec:
     t1: str = ""
     flair: str = ""
     seg: str = ""
+    label_map: tuple[tuple[int, int], ...] = ()  # mask values to rename on loading (BraTS 2023+: 3 -> 4)
 
 
 def assign_grades(n_subjects: int, hgg_fraction: float, rng: np.random.Generator) -> list[str]:
@@ -73,9 +74,9 @@ def cohort_specs(params: Mapping[str, Any]) -> list[SubjectSpec]:
     n = int(params["n_subjects"])
     if source == "brats":
         if not params["brats_root"]:
-            raise ValueError("anatomy_source 'brats' needs brats_root, the BraTS 2020 training folder")
+            raise ValueError("anatomy_source 'brats' needs brats_root, a folder of BraTS cases (any release)")
         cases = find_cases(params["brats_root"], n)
-        files = [(c.subject, c.grade, str(c.t1), str(c.flair), str(c.seg)) for c in cases]
+        files = [(c.subject, c.grade, str(c.t1), str(c.flair), str(c.seg), c.label_map) for c in cases]
     elif source == "nifti":
         pattern = params["nifti_glob"]
         if not pattern:
@@ -84,34 +85,57 @@ def cohort_specs(params: Mapping[str, Any]) -> list[SubjectSpec]:
         if not t1s:
             raise ValueError(f"nifti_glob {pattern!r} matches no files")
         t1s = t1s[: n or None]
-        files = [(_subject_id(p), None, str(p), _nifti_companion(p, "flair"), _nifti_companion(p, "seg")) for p in t1s]
+        files = [
+            (_subject_id(p), None, str(p), _nifti_companion(p, "flair"), _nifti_companion(p, "seg"), ()) for p in t1s
+        ]
     else:
         if n < 1:
             raise ValueError(f"a phantom cohort needs n_subjects >= 1, got {n}")
-        files = [(f"phantom_{i:03d}", None, "", "", "") for i in range(n)]
+        files = [(f"phantom_{i:03d}", None, "", "", "", ()) for i in range(n)]
     sequence = np.random.SeedSequence(int(params["seed"]))
     grades = assign_grades(len(files), float(params["hgg_fraction"]), np.random.default_rng(sequence.spawn(1)[0]))
     seeds = [int(child.generate_state(1)[0]) for child in sequence.spawn(len(files))]
     specs = []
-    for (subject, grade, t1, flair, seg), drawn, seed in zip(files, grades, seeds, strict=True):
-        # a known grade (BraTS) wins; a given tumour mask tells its own grade; otherwise the drawn one
-        specs.append(SubjectSpec(subject, source, grade or (None if seg else drawn), seed, t1, flair, seg))
+    for (subject, grade, t1, flair, seg, label_map), drawn, seed in zip(files, grades, seeds, strict=True):
+        # a release's grade (BraTS) wins; a given tumour mask tells its own grade; otherwise the drawn one
+        spec_grade = grade or (None if seg else drawn)
+        specs.append(SubjectSpec(subject, source, spec_grade, seed, t1, flair, seg, label_map))
     return specs
 
 
+def grade_source(spec: SubjectSpec) -> str:
+    """Where a subject's grade comes from: ``"release"`` (BraTS), ``"labels"`` (its tumour mask) or ``"drawn"``."""
+    if spec.grade is None:
+        return "labels"
+    return "release" if spec.source == "brats" else "drawn"
+
+
 def build_subject(spec: SubjectSpec, voxel_mm: float, method: str) -> tuple[dict, dict]:
-    """Build, segment and score one subject.
+    """Build, segment (once) and score one subject.
 
     Returns
     -------
     arrays : dict
-        The arrays of ``<subject>.npz``.
+        The arrays of ``<subject>.npz``: ``t1``, ``flair``, ``labels``, ``brain``, ``voxel_mm``, ``gm``,
+        ``wm``, ``csf``, ``affine`` (4x4 voxel to RAS+ mm), and for phantoms ``gm_true``, ``wm_true``,
+        ``csf_true``.
     row : dict
-        ``subject``, ``grade``, ``source``, timings and (phantoms) Dice scores.
+        ``subject``, ``grade``, ``grade_source``, ``source``, ``seconds_anatomy``, ``seconds_segmentation``,
+        the non-tumour brain shares ``frac_gm``, ``frac_wm``, ``frac_csf``, and for phantoms ``dice_gm``,
+        ``dice_wm``, ``dice_csf``.
+
+    Raises
+    ------
+    ValueError
+        When the segmentation fails or is implausible (naming the T1 file, or the phantom and its seed).
     """
     start = time.perf_counter()
     if spec.source == "phantom":
         subject = make_phantom(spec.seed, spec.grade, voxel_mm=voxel_mm)
+        built = time.perf_counter()
+        source = f"{spec.subject} (phantom, seed {spec.seed})"
+        fractions = segment_checked(subject["t1"], subject["brain"], subject["labels"], method, source)
+        seconds = {"seconds_anatomy": built - start, "seconds_segmentation": time.perf_counter() - built}
     else:
         subject = load_subject(
             spec.t1,
@@ -121,20 +145,23 @@ def build_subject(spec: SubjectSpec, voxel_mm: float, method: str) -> tuple[dict
             grade=spec.grade,
             seed=spec.seed,
             segmentation_method=method,
+            label_map=spec.label_map,
         )
-    built = time.perf_counter()
-    fractions = segment_tissues(subject["t1"], subject["brain"], subject["labels"], method=method)
-    segmented = time.perf_counter()
-    arrays = {k: subject[k] for k in ("t1", "flair", "labels", "brain", "voxel_mm")} | fractions
+        fractions = {t: subject[t] for t in TISSUES}
+        segmentation = subject["seconds_segmentation"]
+        seconds = {"seconds_anatomy": time.perf_counter() - start - segmentation, "seconds_segmentation": segmentation}
+    tissue = subject["brain"] & (subject["labels"] == 0)
+    arrays = {k: subject[k] for k in ("t1", "flair", "labels", "brain", "voxel_mm", "affine")} | fractions
     row = {
         "subject": spec.subject,
         "grade": subject["grade"],
+        "grade_source": grade_source(spec),
         "source": spec.source,
-        "seconds_anatomy": built - start,
-        "seconds_segmentation": segmented - built,
+        **seconds,
     }
+    row |= {f"frac_{t}": share for t, share in brain_fractions(fractions, tissue).items()}
     if spec.source == "phantom":
         truth = {t: subject[f"{t}_true"] for t in TISSUES}
         arrays |= {f"{t}_true": truth[t] for t in TISSUES}
-        row |= dice_scores(fractions, truth, subject["brain"] & (subject["labels"] == 0))
+        row |= dice_scores(fractions, truth, tissue)
     return arrays, row

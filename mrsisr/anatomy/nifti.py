@@ -80,3 +80,20 @@ def resample_isotropic(
     if np.allclose(zooms, voxel_mm):
         return data
     return ndimage.zoom(data, zooms / voxel_mm, order=order, mode="nearest", grid_mode=True).astype(np.float32)
+
+
+def resampled_affine(image: nib.Nifti1Image, shape: tuple[int, ...]) -> np.ndarray:
+    """Voxel-to-mm (RAS+) affine of ``image`` resampled by :func:`resample_isotropic` onto ``shape``.
+
+    ``resample_isotropic`` maps the outer edges of the grid onto each other (``grid_mode=True``), so
+    output voxel ``j`` sits at input voxel ``(j + 0.5) * n_in / n_out - 0.5`` along each axis.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (4, 4)
+    """
+    step = np.asarray(image.shape[:3], dtype=np.float64) / np.asarray(shape[:3], dtype=np.float64)
+    to_input = np.eye(4)
+    to_input[:3, :3] = np.diag(step)
+    to_input[:3, 3] = 0.5 * step - 0.5
+    return (np.asarray(image.affine, dtype=np.float64) @ to_input).astype(np.float64)

@@ -3,12 +3,19 @@
 Each phantom is the template's grey- and white-matter probability maps (CSF = 1 - GM - WM inside the
 brain), moved by a random affine (rotation, scaling, shift) and a random smooth deformation, with a
 synthetic glioma in the BraTS label convention (1 necrotic/non-enhancing core, 2 oedema, 4 enhancing)
-that pushes the tissue aside. The T1 and the pseudo-FLAIR are drawn from the tissue fractions with a
-partial-volume image model (each voxel's signal is the fraction-weighted mean of the tissue signals,
-the same model a partial-volume segmentation inverts), then a random smooth bias field and Gaussian
-noise are applied. The warped fractions are kept as the ground truth of the segmentation. The template
-probabilities are squared and renormalised first (:func:`_sharpen`): an average of 152 brains is
-blurrier than one brain.
+that pushes the tissue aside. The warped fractions are kept as the ground truth of the segmentation (and
+are what the metabolite maps are synthesised from). The template probabilities are squared and
+renormalised first (:func:`_sharpen`): an average of 152 brains is blurrier than one brain.
+
+The T1 is drawn from the tissue fractions with a partial-volume image model (each voxel's signal is the
+fraction-weighted mean of the tissue signals, the model a partial-volume segmentation inverts), then a
+random smooth bias field and Gaussian noise are applied.
+
+The FLAIR, the network's guide, is rendered so that it does not give the maps' answer away
+(:func:`render_flair`): it is acquired the way a clinical FLAIR is, not drawn from the same model. It has
+its own contrast (tissue signals drawn per subject), textured tumour and oedema, a small rigid
+misregistration to the maps' anatomy, a thick-slice acquisition resampled back to the grid, its own bias
+field and Rician noise.
 """
 
 from __future__ import annotations
@@ -26,10 +33,25 @@ TEMPLATE_NAME = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
 SHARPEN_POWER = 2.0
 GRID_MM = (176.0, 216.0, 176.0)  # extent of the phantom grid, x, y, z (the template brain is about 140 x 175 x 130 mm)
 
-# Signal of each tissue class in the two contrasts, relative to white matter in T1 (before subject
-# variation). T1: WM > GM > CSF, tumour hypointense. FLAIR: CSF dark, WM < GM, oedema and tumour bright.
+BRAIN_CENTRE_MNI = (0.0, -18.0, 8.0)  # the template's brain centre in MNI mm: the centre of the phantom grid
+
+# Signal of each tissue class in T1, relative to white matter (before subject variation): WM > GM > CSF,
+# tumour hypointense.
 T1_SIGNAL = {"csf": 0.30, "gm": 0.70, "wm": 1.00, 1: 0.45, 2: 0.58, 4: 0.62, "necrosis": 0.28}
-FLAIR_SIGNAL = {"csf": 0.08, "gm": 0.55, "wm": 0.42, 1: 0.82, 2: 0.90, 4: 0.78, "necrosis": 0.50}
+# FLAIR contrast model: each subject draws its tissue signals from these ranges. CSF dark (incompletely
+# nulled), GM brighter than WM by the drawn ratio, oedema the brightest, enhancing rim and necrosis lower.
+FLAIR_RANGES = {
+    "csf": (0.03, 0.15),
+    "wm": (0.34, 0.48),
+    "gm_over_wm": (1.12, 1.45),
+    1: (0.72, 0.92),
+    2: (0.82, 1.00),
+    4: (0.66, 0.88),
+    "necrosis": (0.35, 0.60),
+}
+FLAIR_SLICE_MM = (4.0, 6.0)  # thickness of the acquired FLAIR slices (contiguous), resampled back to the grid
+FLAIR_SHIFT_MM = 1.5  # misregistration to the maps' anatomy: shift per axis at most, and ...
+FLAIR_ROTATION_DEG = 1.5  # ... rotation about each axis at most
 
 
 def template_path(kind: str) -> Path:
@@ -196,7 +218,7 @@ def _warp_coordinates(
     deformation = np.stack([smooth_field(rng, shape, nodes=6) for _ in range(3)]) * rng.uniform(1.5, 3.5)
     moved = np.tensordot(rot / scale[None, :], coords + deformation, axes=1) + shift[:, None, None, None]
     # The template's brain centre sits at about (0, -18, 8) mm in MNI space.
-    mni = moved + np.array([0.0, -18.0, 8.0])[:, None, None, None]
+    mni = moved + np.array(BRAIN_CENTRE_MNI)[:, None, None, None]
     inv = np.linalg.inv(source_affine)
     return np.tensordot(inv[:3, :3], mni, axes=1) + inv[:3, 3][:, None, None, None]
 
@@ -233,6 +255,94 @@ def tissue_image(
     return np.where(necrosis, signal["necrosis"], image)
 
 
+def _flair_signal(rng: np.random.Generator) -> dict:
+    """Draw one subject's FLAIR tissue signals from :data:`FLAIR_RANGES` (a signal dict for tissue_image)."""
+    drawn = {k: rng.uniform(lo, hi) for k, (lo, hi) in FLAIR_RANGES.items()}
+    drawn["gm"] = drawn["wm"] * drawn.pop("gm_over_wm")
+    return drawn
+
+
+def _sample_z(volume: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``volume`` along its last axis at fractional ``positions`` (clamped to the ends)."""
+    positions = np.clip(positions, 0.0, volume.shape[-1] - 1.0)
+    low = np.minimum(np.floor(positions).astype(np.int64), volume.shape[-1] - 2)
+    weight = positions - low
+    return volume[..., low] * (1.0 - weight) + volume[..., low + 1] * weight
+
+
+def thick_slice_acquisition(volume: np.ndarray, slice_vox: float, offset_vox: float, samples: int = 8) -> np.ndarray:
+    """Acquire contiguous axial slices ``slice_vox`` voxels thick and resample them back onto the grid.
+
+    Each slice is the mean of the volume over its thickness along z (a box slice profile, sampled at
+    ``samples`` points); the slices, centred at ``offset_vox + i * slice_vox``, are then interpolated
+    linearly back to the original z positions, as a scanner's thick FLAIR is resampled to thin voxels.
+    """
+    n = volume.shape[-1]
+    centres = np.arange(offset_vox, n - 1 + slice_vox, slice_vox)
+    within = ((np.arange(samples) + 0.5) / samples - 0.5) * slice_vox
+    slices = np.stack([_sample_z(volume, c + within).mean(axis=-1) for c in centres], axis=-1)
+    return _sample_z(slices, (np.arange(n) - offset_vox) / slice_vox)
+
+
+def _rigid_resample(volume: np.ndarray, voxel_mm: float, rotation_deg: np.ndarray, shift_mm: np.ndarray) -> np.ndarray:
+    """Resample ``volume`` after a rigid motion about the grid centre (linear interpolation, zero outside)."""
+    coords = _grid_coordinates(volume.shape, voxel_mm)
+    moved = np.tensordot(_rotation(np.deg2rad(rotation_deg)), coords, axes=1) + shift_mm[:, None, None, None]
+    centre = (np.array(volume.shape) - 1) / 2
+    return ndimage.map_coordinates(volume, moved / voxel_mm + centre[:, None, None, None], order=1, cval=0.0)
+
+
+def render_flair(
+    rng: np.random.Generator,
+    fractions: dict[str, np.ndarray],
+    labels: np.ndarray,
+    necrosis: np.ndarray,
+    brain: np.ndarray,
+    voxel_mm: float,
+) -> np.ndarray:
+    """Render a FLAIR of a subject as a clinical acquisition would show it, not as the maps' model does.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of every random draw (contrast, texture, motion, slice offset, bias, noise).
+    fractions : dict
+        ``csf``, ``gm``, ``wm`` fractions of the subject (the maps' anatomy).
+    labels, necrosis : numpy.ndarray
+        BraTS tumour labels and necrotic voxels.
+    brain : numpy.ndarray of bool
+        Brain mask; the FLAIR is zero outside it (skull-stripped with the T1's mask, as BraTS is).
+    voxel_mm : float
+        Isotropic voxel size.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        FLAIR in relative units (white matter about 0.4), non-negative.
+    """
+    shape = labels.shape
+    image = tissue_image(fractions, labels, necrosis, _flair_signal(rng))
+    lesion = labels > 0
+    texture = 1.0 + rng.uniform(0.08, 0.18) * smooth_field(rng, shape, nodes=24)
+    image = np.where(lesion, image * texture, image)
+    rotation = rng.uniform(-FLAIR_ROTATION_DEG, FLAIR_ROTATION_DEG, size=3)
+    shift = rng.uniform(-FLAIR_SHIFT_MM, FLAIR_SHIFT_MM, size=3)
+    image = _rigid_resample(image, voxel_mm, rotation, shift)
+    slice_vox = rng.uniform(*FLAIR_SLICE_MM) / voxel_mm
+    image = thick_slice_acquisition(image, slice_vox, offset_vox=rng.uniform(0.0, slice_vox))
+    image = image * np.exp(rng.uniform(0.05, 0.12) * smooth_field(rng, shape, nodes=4))
+    sigma = rng.uniform(0.015, 0.035)
+    image = np.hypot(image + rng.normal(0.0, sigma, size=shape), rng.normal(0.0, sigma, size=shape))  # Rician
+    return (image * brain).astype(np.float32)
+
+
+def grid_affine(shape: tuple[int, int, int], voxel_mm: float) -> np.ndarray:
+    """Voxel-to-mm affine of a phantom grid: RAS+, ``voxel_mm`` voxels, centred on the template brain (MNI mm)."""
+    affine = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
+    affine[:3, 3] = np.array(BRAIN_CENTRE_MNI) - (np.array(shape) - 1) / 2 * voxel_mm
+    return affine
+
+
 def make_phantom(seed: int, grade: str, voxel_mm: float = 2.0) -> dict:
     """Build one phantom subject.
 
@@ -251,7 +361,9 @@ def make_phantom(seed: int, grade: str, voxel_mm: float = 2.0) -> dict:
     dict
         ``t1``, ``flair`` (float32), ``labels`` (uint8, BraTS 0/1/2/4), ``brain`` (bool), ``gm_true``,
         ``wm_true``, ``csf_true`` (float32 fractions, zero outside the brain and on tumour labels),
-        ``voxel_mm`` (float64, shape (3,)) and ``grade``. Arrays are RAS+, axial slice ``a[:, :, k]``.
+        ``voxel_mm`` (float64, shape (3,)), ``affine`` (4x4 float64, voxel to MNI-like RAS+ mm; see
+        :func:`grid_affine`) and ``grade``. The FLAIR comes from :func:`render_flair`. Arrays are RAS+,
+        axial slice ``a[:, :, k]``.
     """
     if grade not in GRADES:
         raise ValueError(f"grade must be one of {GRADES}, got {grade!r}")
@@ -279,14 +391,12 @@ def make_phantom(seed: int, grade: str, voxel_mm: float = 2.0) -> dict:
     fractions = {"gm": gm, "wm": wm, "csf": csf}
     jitter = {k: v * rng.uniform(0.95, 1.05) for k, v in T1_SIGNAL.items()}
     t1 = tissue_image(fractions, labels, necrosis, jitter)
-    jitter = {k: v * rng.uniform(0.93, 1.07) for k, v in FLAIR_SIGNAL.items()}
-    flair = tissue_image(fractions, labels, necrosis, jitter)
     tumour_texture = 1.0 + 0.08 * smooth_field(rng, shape, nodes=20) * (labels > 0)
     bias = np.exp(0.06 * smooth_field(rng, shape, nodes=4))
-    images = {}
-    for name, image in (("t1", t1), ("flair", flair)):
-        noisy = image * tumour_texture * bias + rng.normal(0.0, 0.025, size=shape)
-        images[name] = (np.clip(noisy, 0.0, None) * brain * rng.uniform(500.0, 1500.0)).astype(np.float32)
+    t1 = np.clip(t1 * tumour_texture * bias + rng.normal(0.0, 0.025, size=shape), 0.0, None) * brain
+    flair = render_flair(rng, fractions, labels, necrosis, brain, voxel_mm)
+    images = {"t1": t1, "flair": flair}
+    images = {name: (image * rng.uniform(500.0, 1500.0)).astype(np.float32) for name, image in images.items()}
 
     outside = ~brain | (labels > 0)
     return {
@@ -298,5 +408,6 @@ def make_phantom(seed: int, grade: str, voxel_mm: float = 2.0) -> dict:
         "wm_true": np.where(outside, 0.0, wm).astype(np.float32),
         "csf_true": np.where(outside, 0.0, csf).astype(np.float32),
         "voxel_mm": np.full(3, float(voxel_mm)),
+        "affine": grid_affine(shape, voxel_mm),
         "grade": grade,
     }

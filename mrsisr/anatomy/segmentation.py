@@ -8,6 +8,15 @@ of the HMRF labels) bracket its own intensity. Tumour voxels are kept out of the
 together with the background they form a fourth, near-zero class, so they neither bias the tissue means
 nor receive tissue fractions. The background and tumour carry a tiny deterministic jitter because dipy
 1.12 returns NaN for a class of exactly constant intensity (dipy issue 3943).
+
+Real T1 volumes (BraTS: int16 scanner units) hold outliers far above the tissue range (vessels, fat, up
+to 32767); fed raw, the classifier spends its brightest class on them and puts most of the brain into
+CSF. The T1 is therefore clipped at the 99.5th percentile of the tissue it classifies first
+(:data:`CLIP_PERCENTILE`). A result is then judged by its non-tumour brain fractions
+(:func:`brain_fractions`, :func:`check_fractions`): an adult brain outside the ranges of
+:data:`PLAUSIBLE_FRACTIONS` means the segmentation failed, and the caller gets an error, never silent
+nonsense. No bias-field correction is applied (SimpleITK's N4 is not a dependency; clipping alone gave
+plausible fractions on the real cases tried).
 """
 
 from __future__ import annotations
@@ -25,6 +34,10 @@ with warnings.catch_warnings():
 
 METHODS = ("dipy_hmrf",)
 TISSUES = ("csf", "gm", "wm")  # in order of increasing T1 signal
+CLIP_PERCENTILE = 99.5
+# Non-tumour brain fractions outside these ranges are not an adult brain (typical: GM 0.40-0.50,
+# WM 0.35-0.45, CSF 0.10-0.25 of the intracranial tissue).
+PLAUSIBLE_FRACTIONS = {"gm": (0.25, 0.60), "wm": (0.25, 0.65), "csf": (0.04, 0.30)}
 
 
 def _bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
@@ -47,7 +60,7 @@ def segment_tissues(
     Parameters
     ----------
     t1 : numpy.ndarray
-        T1-weighted volume (X, Y, Z), any positive scale.
+        T1-weighted volume (X, Y, Z), any positive scale; clipped at its 99.5th tissue percentile here.
     brain : numpy.ndarray of bool
         Brain mask, same shape.
     labels : numpy.ndarray, optional
@@ -81,7 +94,7 @@ def segment_tissues(
     box = _bounding_box(tissue)
     inside = tissue[box]
     image = t1[box].astype(np.float64)
-    image = image / np.percentile(image[inside], 99.5)
+    image = np.minimum(image / np.percentile(image[inside], CLIP_PERCENTILE), 1.0)  # outliers out
     # Background and tumour: a near-zero class with a tiny deterministic jitter (dipy issue 3943).
     jitter = np.random.default_rng(0).uniform(0.0, 1e-3, size=image.shape)
     image = np.where(inside, image, jitter)
@@ -140,6 +153,49 @@ def unmix_two_tissues(image: np.ndarray, means: np.ndarray) -> dict[str, np.ndar
         "gm": np.where(low, to_gm, 1.0 - to_wm),
         "wm": np.where(low, 0.0, to_wm),
     }
+
+
+def brain_fractions(fractions: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float]:
+    """Share of GM, WM and CSF in the volume of ``mask`` (the brain outside the tumour), each in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If the fractions hold no tissue inside ``mask``.
+    """
+    totals = {t: float(fractions[t][mask].sum(dtype=np.float64)) for t in TISSUES}
+    total = sum(totals.values())
+    if total <= 0:
+        raise ValueError("the segmentation holds no tissue inside the brain mask")
+    return {t: totals[t] / total for t in ("gm", "wm", "csf")}
+
+
+def check_fractions(shares: dict[str, float], source: str) -> None:
+    """Refuse a segmentation whose non-tumour brain shares are not an adult brain's.
+
+    Parameters
+    ----------
+    shares : dict
+        ``gm``, ``wm``, ``csf`` shares of the non-tumour brain (:func:`brain_fractions`).
+    source : str
+        What was segmented (the T1 file), named in the error.
+
+    Raises
+    ------
+    ValueError
+        Naming ``source``, the shares, and the tissue(s) out of :data:`PLAUSIBLE_FRACTIONS`.
+    """
+    wrong = [
+        f"{t.upper()} {shares[t]:.2f} not in [{lo:.2f}, {hi:.2f}]"
+        for t, (lo, hi) in PLAUSIBLE_FRACTIONS.items()
+        if not lo <= shares[t] <= hi
+    ]
+    if wrong:
+        found = ", ".join(f"{t.upper()} {shares[t]:.3f}" for t in ("gm", "wm", "csf"))
+        raise ValueError(
+            f"{source}: implausible tissue segmentation ({'; '.join(wrong)}; found {found} of the non-tumour "
+            "brain): is it a skull-stripped T1 with a correct brain mask?"
+        )
 
 
 def dice_scores(estimate: dict[str, np.ndarray], truth: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float]:
