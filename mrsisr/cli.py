@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mrsisr.stages import STAGES
 from mrsisr.study.profiles import DEFAULT_PROFILE
 
 
+def version() -> str:
+    """The installed mrsisr version (package metadata), else the package's ``__version__``."""
+    try:
+        return importlib.metadata.version("mrsisr")
+    except importlib.metadata.PackageNotFoundError:
+        from mrsisr import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``mrsisr`` command."""
     parser = argparse.ArgumentParser(prog="mrsisr", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mrsisr {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the study's notebooks with papermill")
@@ -32,14 +46,54 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--profile", default=DEFAULT_PROFILE)
     book.add_argument("--runs-root", default="runs")
 
-    upscale = sub.add_parser("upscale", help="upscale an MRSI metabolite map (NIfTI or MINC2) four-fold in-plane")
-    upscale.add_argument("input", help="3D (or singleton 4D) metabolite map: .nii, .nii.gz or .mnc")
-    upscale.add_argument("-o", "--output", required=True, help="output NIfTI (.nii or .nii.gz)")
+    upscale = sub.add_parser(
+        "upscale",
+        help="upscale MRSI metabolite maps (a NIfTI or MINC2 file, or an MRSI output folder) four-fold in-plane",
+        description="Upscale a map, or every concentration map of a folder (FSL-MRS fsl_mrsi output, Vienna "
+        "<Met>_amp_map.mnc, any folder of 3D maps) into -o, mirroring its layout; each output gets a JSON "
+        "sidecar. The packaged model was trained on simulated phantom maps only.",
+    )
+    upscale.add_argument("input", help="3D (or singleton 4D) map (.nii, .nii.gz, .mnc) or a folder of maps")
+    upscale.add_argument("-o", "--output", required=True, help="output NIfTI (.nii or .nii.gz), or folder")
     upscale.add_argument("--guide", default=None, help="co-registered FLAIR or T1 (same field of view and slices)")
     upscale.add_argument("--model", default=None, help="trained .keras model (default: the packaged unguided model)")
-    upscale.add_argument("--metabolite", default=None, help="metabolite name when the file name does not say")
-    upscale.add_argument("--force", action="store_true", help="overwrite an existing output")
+    upscale.add_argument("--metabolite", default=None, help="map name when the file name does not say (one file)")
+    upscale.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="folder mode: upscale files matching this shell pattern although they look like uncertainty, QC or "
+        "mask maps (repeatable), e.g. 'qc/*_snr.nii.gz'",
+    )
+    upscale.add_argument(
+        "--data-consistency", action="store_true", help="make the output's central k-space the input's"
+    )
+    upscale.add_argument("--allow-oblique", action="store_true", help="upscale maps whose slices are not axial")
+    upscale.add_argument("--force", action="store_true", help="overwrite existing outputs (never the input or guide)")
     return parser
+
+
+def _upscale(args: argparse.Namespace, command: str) -> None:
+    """Upscale one file or a folder as the ``upscale`` arguments say."""
+    from mrsisr.upscale import upscale_file, upscale_folder
+
+    options = {
+        "guide": args.guide,
+        "model_path": args.model,
+        "force": args.force,
+        "allow_oblique": args.allow_oblique,
+        "data_consistency": args.data_consistency,
+        "command": command,
+    }
+    if Path(args.input).is_dir():
+        if args.metabolite is not None:
+            raise ValueError("--metabolite names one map: a folder's maps are named by their files")
+        upscale_folder(args.input, args.output, include=args.include, **options)
+    else:
+        if args.include:
+            raise ValueError("--include selects maps of a folder: the input is one file")
+        upscale_file(args.input, args.output, metabolite=args.metabolite, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,17 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             build_book(profile=args.profile, runs_root=args.runs_root)
         elif args.command == "upscale":
-            from mrsisr.upscale import upscale_file
-
-            upscale_file(
-                args.input,
-                args.output,
-                guide=args.guide,
-                model_path=args.model,
-                metabolite=args.metabolite,
-                force=args.force,
-            )
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+            _upscale(args, shlex.join(["mrsisr", *(sys.argv[1:] if argv is None else argv)]))
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"mrsisr {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -1,10 +1,14 @@
 """Train the default model that ``mrsisr upscale`` ships with, using the study's own stages.
 
-The script runs the anatomy (01), dataset (02), training (03) and evaluation (04) stage drivers of a
+The script runs the segmentation (01), synthesis (02), training (03) and evaluation (04) stages of a
 profile into their own run folder, copies the trained ``model.keras`` to
-``mrsisr/weights/default_model.keras`` and writes ``default_model.json`` beside it: the command, the
-profile and every parameter, the date, the sha256 of the model file, the training summary and the test
-metrics (mean MSE, PSNR, SSIM, LPIPS of the model and of the cubic spline on that run's test split).
+``mrsisr/weights/default_model.keras`` and writes ``default_model.json`` beside it: the command (without
+the local ``--runs-root``), the profile and every parameter, the date, the git commit of the checkout
+(``-dirty`` when it had changes), the versions of the libraries that shape the model, the Keras backend,
+the cache keys of the synthesis (data set) and training stages, the sha256 of the model file (checked
+whenever the packaged model loads, :func:`mrsisr.network.packaged.default_model_path`), what it was
+trained on, the training summary and the test metrics (mean MSE, PSNR, SSIM, LPIPS of the model and of the
+cubic spline on that run's test split).
 
 The packaged model is **unguided** by default (``--set guided=false``): it upscales a map without a
 co-registered FLAIR, so ``mrsisr upscale`` works on any metabolite map right after install. Example:
@@ -17,33 +21,56 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
+import importlib.metadata
 import shlex
 import shutil
 import sys
 from pathlib import Path
 
+import keras
 import pandas as pd
 
+from mrsisr.mrsi.sidecar import file_sha256, git_commit
 from mrsisr.network.packaged import DEFAULT_MODEL, DEFAULT_MODEL_CARD
-from mrsisr.stages.evaluation import evaluate_test_split
-from mrsisr.stages.segmentation import run_anatomy_stage
-from mrsisr.stages.synthesis import run_dataset_stage
-from mrsisr.stages.training import run_training_stage
+from mrsisr.stages import get_stage
 from mrsisr.study.atomic import atomic_path, save_json
-from mrsisr.study.profiles import load_profile, parse_overrides
+from mrsisr.study.profiles import load_profile, parse_overrides, stage_parameters
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
+LIBRARIES = ("h5py", "keras", "nibabel", "numpy", "scipy", "tensorflow", "tensorflow-cpu", "jax", "torch")
 
 
-def summarise_test_metrics(results_dir: Path) -> dict[str, dict[str, float]]:
-    """Mean test metrics of the model and the spline from a ``results`` stage's ``table2.csv``."""
-    table = pd.read_csv(results_dir / "table2.csv").set_index("method")
+def summarise_test_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Mean test metrics of the model and the spline from an evaluation stage's ``table2.csv`` (indexed by method)."""
     return {
         method: {metric: float(table.loc[method, f"{metric}_mean"]) for metric in REPORTED}
         | {"n": int(table.loc[method, "n"])}
         for method in ("model", "spline")
     }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the installed libraries that shape the model (absent ones left out), and Python's."""
+    versions = {"python": sys.version.split()[0]}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line without ``--runs-root`` (a folder of the training machine, meaningless elsewhere)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--runs-root":
+            skip = True
+        elif not arg.startswith("--runs-root="):
+            kept.append(arg)
+    return shlex.join(["python", "scripts/train_default_model.py", *kept])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,31 +81,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runs-root", default="runs/default_model", help="where the stages write (default: %(default)s)"
     )
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     params = load_profile(args.profile, overrides)
     run_dir = Path(args.runs_root) / args.profile
     started = datetime.datetime.now(datetime.UTC)
-    run_anatomy_stage(run_dir, params)
-    run_dataset_stage(run_dir, params)
-    trained = run_training_stage(run_dir, params)
-    results = evaluate_test_split(run_dir, ["spline"])
+    results = {
+        name: get_stage(name).module().run(run_dir, stage_parameters(name, params))
+        for name in ("segmentation", "synthesis", "training", "evaluation")
+    }
+    trained = results["training"].output
     with atomic_path(DEFAULT_MODEL, suffix=".keras") as tmp:
         shutil.copyfile(trained.path / "model.keras", tmp)
-    training = pd.read_json(trained.path / "training.json", typ="series").to_dict()
     save_json(
         DEFAULT_MODEL_CARD,
         {
-            "command": shlex.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+            "command": recorded_command(argv),
             "profile": args.profile,
             "overrides": overrides,
             "parameters": params,
             "date_utc": started.isoformat(timespec="seconds"),
             "minutes": round((datetime.datetime.now(datetime.UTC) - started).total_seconds() / 60, 1),
-            "sha256": hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest(),
+            "git_commit": git_commit() or "not recorded (not run from a git checkout)",
+            "library_versions": library_versions(),
+            "keras_backend": keras.backend.backend(),
+            "dataset_stage_key": results["synthesis"].output.key,
             "model_stage_key": trained.key,
-            "training": training,
-            "test_metrics": summarise_test_metrics(results.path),
+            "sha256": file_sha256(DEFAULT_MODEL),
+            "trained_on": f"simulated phantom maps only ({params['anatomy_source']} anatomy, profile {args.profile})",
+            "training": results["training"].summary,
+            "test_metrics": summarise_test_metrics(results["evaluation"].summary.set_index("method")),
         },
     )
     print(f"wrote {DEFAULT_MODEL} and {DEFAULT_MODEL_CARD}")

@@ -5,7 +5,11 @@
   h5py).
 - **Orientation**: every volume is reoriented to the closest RAS+ voxel order (x left->right, y
   posterior->anterior, z inferior->superior), so that an axial slice is ``data[:, :, k]`` whatever the
-  file's axis order; the affine is carried along and stays exact.
+  file's axis order; the affine is carried along and stays exact. The file's own affine and slice axis
+  are kept (:attr:`MRSIVolume.source_affine`, :attr:`MRSIVolume.slice_axis`) so that results can be
+  written back in the file's voxel order (:func:`from_ras`) and non-axial maps recognised
+  (:func:`axial_problem`). A NIfTI whose qform and sform codes are both 0 has no spatial information and
+  is refused.
 - **Metabolite**: from the file name (see :data:`METABOLITE_ALIASES`) or given explicitly.
 - **Mask**: NaN, infinite and negative voxels are invalid (fitting failures, outside the brain); they
   are counted in :attr:`MRSIVolume.mask_message`, and filled with 0 (the background of the training
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".mnc")
 
@@ -60,9 +64,14 @@ class MRSIVolume:
     affine : ndarray, shape (4, 4)
         Voxel to world (scanner RAS, mm) transform of ``data``.
     metabolite : str or None
-        One of :data:`KINDS`, or None for a guide volume.
+        One of :data:`KINDS`, None for a guide volume, or (read with ``any_name=True``) the map's own name.
     n_nan, n_inf, n_negative : int
         Voxels of the file that were NaN, infinite or negative (all now NaN in ``data``).
+    source_affine : ndarray, shape (4, 4), or None
+        The affine of the file's own voxel order (None: the same as ``affine``).
+    slice_axis : int
+        The file's axis along which its slices were stored (NIfTI: the header's slice dimension, else the
+        third; MINC2: the first, its slowest dimension).
     """
 
     path: Path
@@ -72,6 +81,13 @@ class MRSIVolume:
     n_nan: int = 0
     n_inf: int = 0
     n_negative: int = 0
+    source_affine: np.ndarray | None = None
+    slice_axis: int = 2
+
+    @property
+    def file_affine(self) -> np.ndarray:
+        """The affine of the file's own voxel order."""
+        return self.affine if self.source_affine is None else self.source_affine
 
     @property
     def mask(self) -> np.ndarray:
@@ -106,11 +122,7 @@ def metabolite_from_name(path: str | os.PathLike) -> str | None:
     ValueError
         If the name mentions more than one kind (e.g. a ratio map ``Cho_NAA.nii``).
     """
-    name = Path(path).name
-    for suffix in SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    name = map_stem(path)
     found = {METABOLITE_ALIASES[part] for part in re.split(r"[_\-.\s]+", name.lower()) if part in METABOLITE_ALIASES}
     if len(found) > 1:
         raise ValueError(f"{path}: the file name names several metabolites {sorted(found)}; pass the metabolite")
@@ -122,8 +134,8 @@ def _check_suffix(path: Path) -> None:
         raise ValueError(f"{path}: not a NIfTI or MINC2 file (expected one of {', '.join(SUFFIXES)})")
 
 
-def _load_image(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read the array and affine of a NIfTI or MINC2 file, with clear errors."""
+def _load_image(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Read the array, affine and slice axis of a NIfTI or MINC2 file, with clear errors."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     _check_suffix(path)
@@ -133,9 +145,20 @@ def _load_image(path: Path) -> tuple[np.ndarray, np.ndarray]:
         affine = np.asarray(image.affine, dtype=np.float64)
     except Exception as error:  # nibabel, gzip, h5py and numpy raise many types for damaged files
         raise ValueError(f"{path}: cannot be read as NIfTI or MINC2 ({type(error).__name__}: {error})") from error
+    slice_axis = 2
+    if isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        if int(image.header["qform_code"]) == 0 and int(image.header["sform_code"]) == 0:
+            raise ValueError(
+                f"{path}: has no spatial orientation (NIfTI qform and sform codes are both 0), so its voxel size "
+                "and position are unknown; set them from the scanner data (e.g. fslorient or nibabel's set_sform)"
+            )
+        declared = image.header.get_dim_info()[2]
+        slice_axis = 2 if declared is None else int(declared)
+    else:
+        slice_axis = 0  # MINC2: nibabel keeps the file's dimension order, slowest (the slices) first
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise ValueError(f"{path}: has no valid 3D spatial affine (got {affine.tolist()})")
-    return data, affine
+    return data, affine, slice_axis
 
 
 def _as_3d(data: np.ndarray, path: Path) -> np.ndarray:
@@ -155,7 +178,41 @@ def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return reoriented, affine @ inv_ornt_aff(orientation, data.shape)
 
 
-def load_mrsi_volume(path: str | os.PathLike, metabolite: str | None = None, guide: bool = False) -> MRSIVolume:
+def from_ras(data: np.ndarray, source_affine: np.ndarray) -> np.ndarray:
+    """Undo :func:`to_ras`: bring RAS-ordered ``data`` back to the voxel order of a file with ``source_affine``.
+
+    The shape of ``data`` may differ from the file's (an upscaled volume): only axes are permuted and flipped.
+    """
+    ras = axcodes2ornt("RAS")
+    return apply_orientation(data, ornt_transform(ras, io_orientation(source_affine)))
+
+
+def orientation_code(affine: np.ndarray) -> str:
+    """The three-letter orientation of an affine's voxel axes, e.g. ``"LPI"`` or ``"RAS"`` (nibabel's aff2axcodes)."""
+    return "".join(str(code) for code in nib.aff2axcodes(affine))
+
+
+def axial_problem(volume: MRSIVolume, max_degrees: float = 45.0) -> str | None:
+    """Say why ``volume``'s slices are not axial, or return None when they are.
+
+    The file's slice axis (:attr:`MRSIVolume.slice_axis`) must point within ``max_degrees`` of the
+    superior-inferior direction and be the axis that RAS reorientation makes the third.
+    """
+    affine = volume.file_affine
+    direction = affine[:3, volume.slice_axis]
+    degrees = float(np.degrees(np.arccos(min(1.0, abs(direction[2]) / np.linalg.norm(direction)))))
+    becomes_third = int(io_orientation(affine)[volume.slice_axis, 0]) == 2
+    if degrees <= max_degrees and becomes_third:
+        return None
+    return (
+        f"{volume.path}: the slices are not axial (voxel axes {orientation_code(affine)}; the slice axis, file axis "
+        f"{volume.slice_axis}, is {degrees:.0f} degrees from superior-inferior, more than {max_degrees:.0f})"
+    )
+
+
+def load_mrsi_volume(
+    path: str | os.PathLike, metabolite: str | None = None, guide: bool = False, any_name: bool = False
+) -> MRSIVolume:
     """Read a metabolite map (or, with ``guide=True``, an anatomical volume) from NIfTI or MINC2.
 
     Parameters
@@ -166,6 +223,9 @@ def load_mrsi_volume(path: str | os.PathLike, metabolite: str | None = None, gui
         One of :data:`KINDS` or an alias; taken from the file name when not given.
     guide : bool
         Read an anatomical guide (FLAIR/T1): no metabolite is needed.
+    any_name : bool
+        Accept any map: a name that is not one of :data:`KINDS` (another metabolite, a ratio such as
+        ``NAA_Cr``) becomes the volume's ``metabolite`` as given (``metabolite``) or as the file's stem.
 
     Returns
     -------
@@ -177,13 +237,13 @@ def load_mrsi_volume(path: str | os.PathLike, metabolite: str | None = None, gui
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        Unreadable or truncated file, no spatial affine, wrong dimensions, an empty volume, a volume
-        without a single valid voxel, or an unknown metabolite.
+        Unreadable or truncated file, no spatial affine (or NIfTI qform and sform codes 0), wrong dimensions,
+        an empty volume, a volume without a single valid voxel, or an unknown metabolite.
     """
     path = Path(path)
-    data, affine = _load_image(path)
+    data, source_affine, slice_axis = _load_image(path)
     data = _as_3d(data, path)
-    kind = None if guide else _resolve_metabolite(path, metabolite)
+    kind = None if guide else _resolve_metabolite(path, metabolite, any_name)
     n_nan = int(np.isnan(data).sum())
     n_inf = int(np.isinf(data).sum())
     with np.errstate(invalid="ignore"):
@@ -191,16 +251,34 @@ def load_mrsi_volume(path: str | os.PathLike, metabolite: str | None = None, gui
         data = np.where(np.isfinite(data) & (data >= 0), data, np.nan)
     if not np.isfinite(data).any():
         raise ValueError(f"{path}: no valid voxel (all {data.size} are NaN, infinite or negative)")
-    data, affine = to_ras(data, affine)
-    return MRSIVolume(path, data.astype(np.float32), affine, kind, n_nan, n_inf, n_negative)
+    data, affine = to_ras(data, source_affine)
+    return MRSIVolume(
+        path, data.astype(np.float32), affine, kind, n_nan, n_inf, n_negative, source_affine, slice_axis
+    )
 
 
-def _resolve_metabolite(path: Path, metabolite: str | None) -> str:
+def map_stem(path: str | os.PathLike) -> str:
+    """The file name without its folders and its NIfTI or MINC2 extension."""
+    name = Path(path).name
+    for suffix in SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _resolve_metabolite(path: Path, metabolite: str | None, any_name: bool = False) -> str:
     if metabolite is not None:
         kind = metabolite if metabolite in KINDS else METABOLITE_ALIASES.get(metabolite.lower().replace(" ", ""))
+        if kind is None and any_name:
+            return metabolite
         if kind is None:
             raise ValueError(f"unknown metabolite {metabolite!r}; known: {', '.join(sorted(METABOLITE_ALIASES))}")
         return kind
+    if any_name:
+        try:
+            return metabolite_from_name(path) or map_stem(path)
+        except ValueError:  # a ratio map names two metabolites
+            return map_stem(path)
     kind = metabolite_from_name(path)
     if kind is None:
         raise ValueError(

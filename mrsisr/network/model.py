@@ -158,10 +158,30 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for damaged or foreign archives
         raise ValueError(f"model file {path} could not be loaded: {type(error).__name__}: {error}") from error
+    check_mrsisr_network(model, path)
+    return model
+
+
+def check_mrsisr_network(model: keras.Model, path: str | os.PathLike) -> None:
+    """Raise ValueError, naming the model file ``path``, unless ``model`` has the inputs and output of ours.
+
+    An mrsisr network takes ``lr`` maps of shape (h, w, 1) (and, guided, a ``guide`` of (4h, 4w, 1)) and returns
+    one (4h, 4w, 1) map. A Keras model with other inputs, another factor (e.g. x2) or other channels is refused
+    here rather than failing later with a shape error that names no file.
+    """
     names = [t.name for t in model.inputs]
     if names[:1] != ["lr"] or names[1:] not in ([], ["guide"]) or len(model.outputs) != 1:
         raise ValueError(f"model file {path} is not an mrsisr network: inputs {names}, expected ['lr'(, 'guide')]")
-    return model
+    lr_shape = tuple(model.inputs[0].shape[1:])
+    expected = (*(None if side is None else FACTOR * side for side in lr_shape[:2]), 1)
+    shapes = {"lr": lr_shape, "output": tuple(model.outputs[0].shape[1:])}
+    if len(names) == 2:
+        shapes["guide"] = tuple(model.inputs[1].shape[1:])
+    if len(lr_shape) != 3 or lr_shape[2] != 1 or any(shapes[k] != expected for k in shapes if k != "lr"):
+        raise ValueError(
+            f"model file {path} is not an mrsisr x{FACTOR} network: shapes {shapes}, expected lr (h, w, 1) and "
+            f"output{' and guide' if len(names) == 2 else ''} (4h, 4w, 1)"
+        )
 
 
 def _check_inputs(lr: np.ndarray, guide: np.ndarray | None, guided: bool) -> tuple[np.ndarray, np.ndarray | None]:
