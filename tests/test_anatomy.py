@@ -31,6 +31,15 @@ def test_any_orientation_is_reoriented_to_ras(tmp_path, phantom):
     np.testing.assert_array_equal(subject["t1"], phantom["t1"])
     np.testing.assert_array_equal(subject["labels"], phantom["labels"])
     assert subject["grade"] == "HGG"
+    n_x = phantom["t1"].shape[0]
+    expected = np.diag([2.0, 2.0, 2.0, 1.0])
+    expected[0, 3] = -2.0 * (n_x - 1)  # RAS+: voxel 0 is the file's last x voxel
+    np.testing.assert_array_equal(subject["affine"], expected)
+    assert subject["affine"].dtype == np.float64
+    tissue = subject["brain"] & (subject["labels"] == 0)
+    total = subject["gm"] + subject["wm"] + subject["csf"]
+    np.testing.assert_allclose(total[tissue], 1.0, atol=1e-4)
+    assert not total[~tissue].any()  # fractions always come back, zero on the tumour and background
 
 
 def test_voxel_size_is_resampled(tmp_path, phantom):
@@ -39,6 +48,24 @@ def test_voxel_size_is_resampled(tmp_path, phantom):
     subject = load_subject(t1, seg=seg, voxel_mm=1.0)
     assert subject["t1"].shape == (80, 80, 60)
     np.testing.assert_array_equal(subject["voxel_mm"], [1.0, 1.0, 1.0])
+    # output voxel j sits at input voxel (j + 0.5) / 2 - 0.5: the grids share their outer edges
+    np.testing.assert_allclose(subject["affine"], [[1, 0, 0, -0.5], [0, 1, 0, -0.5], [0, 0, 1, -0.5], [0, 0, 0, 1]])
+
+
+def test_an_implausible_segmentation_is_refused_naming_the_t1(tmp_path, phantom):
+    inverted = np.where(phantom["brain"], phantom["t1"].max() - phantom["t1"], 0.0)  # a T2-like contrast
+    t1 = _write(tmp_path / "sub01_t1.nii.gz", inverted)
+    with pytest.raises(ValueError, match=f"{t1}: "):
+        load_subject(t1, voxel_mm=2.0)
+
+
+def test_a_label_map_renames_mask_values(tmp_path, phantom):
+    t1 = _write(tmp_path / "t1.nii", phantom["t1"])
+    labels = phantom["labels"].copy()
+    labels[labels == 4] = 3  # BraTS 2023 convention
+    seg = _write(tmp_path / "seg.nii", labels)
+    subject = load_subject(t1, seg=seg, voxel_mm=2.0, label_map={3: 4})
+    np.testing.assert_array_equal(subject["labels"], phantom["labels"])
 
 
 def test_missing_flair_and_tumour_are_synthesised(tmp_path, phantom):

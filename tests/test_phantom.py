@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mrsisr.anatomy.phantom import make_phantom, make_tumour
+from mrsisr.anatomy.phantom import make_phantom, make_tumour, render_flair, thick_slice_acquisition
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,10 @@ def test_contract_keys_types_and_geometry(hgg):
     shape = hgg["t1"].shape
     assert hgg["grade"] == "HGG"
     np.testing.assert_array_equal(hgg["voxel_mm"], [2.0, 2.0, 2.0])
+    assert hgg["affine"].dtype == np.float64 and hgg["affine"].shape == (4, 4)
+    np.testing.assert_array_equal(np.diag(hgg["affine"]), [2.0, 2.0, 2.0, 1.0])
+    centre = hgg["affine"] @ np.array([*(np.array(shape) - 1) / 2, 1.0])
+    np.testing.assert_allclose(centre[:3], [0.0, -18.0, 8.0])  # the template brain's centre in MNI mm
     for key in ("t1", "flair", "gm_true", "wm_true", "csf_true"):
         assert hgg[key].dtype == np.float32 and hgg[key].shape == shape, key
     assert hgg["labels"].dtype == np.uint8 and hgg["brain"].dtype == bool
@@ -53,6 +57,63 @@ def test_contrasts_follow_t1_and_flair_ordering(hgg):
     assert t1["csf"] < t1["gm"] < t1["wm"]
     assert flair["csf"] < flair["wm"] < flair["gm"]
     assert np.median(hgg["flair"][hgg["labels"] == 2]) > flair["gm"]  # oedema bright
+
+
+def _linear_fit_r2(image, fractions, mask):
+    design = np.stack([fractions[t][mask] for t in ("gm", "wm", "csf")], axis=1)
+    values = image[mask].astype(np.float64)
+    coef = np.linalg.lstsq(design, values, rcond=None)[0]
+    return 1.0 - ((values - design @ coef) ** 2).sum() / ((values - values.mean()) ** 2).sum()
+
+
+def test_flair_is_not_the_maps_partial_volume_model(hgg):
+    """The T1 is (up to bias and noise) a linear mix of the true fractions; the FLAIR guide must not be."""
+    tissue = hgg["brain"] & (hgg["labels"] == 0)
+    truth = {t: hgg[f"{t}_true"] for t in ("gm", "wm", "csf")}
+    assert _linear_fit_r2(hgg["t1"], truth, tissue) > 0.9
+    assert _linear_fit_r2(hgg["flair"], truth, tissue) < 0.7
+
+
+def test_flair_keeps_its_contrast_order_across_subjects():
+    for seed in range(3):
+        phantom = make_phantom(seed, "HGG")
+        tissue = phantom["brain"] & (phantom["labels"] == 0)
+        pure = {k: tissue & (phantom[f"{k}_true"] > 0.95) for k in ("csf", "gm", "wm")}
+        flair = {k: np.median(phantom["flair"][m]) for k, m in pure.items()}
+        assert flair["csf"] < flair["wm"] < flair["gm"] < np.median(phantom["flair"][phantom["labels"] == 2])
+
+
+def _blocks():
+    """A 40^3 grid: GM in x < 20, WM beyond, inside a 30^3 brain; no tumour."""
+    brain = np.zeros((40, 40, 40), bool)
+    brain[5:35, 5:35, 5:35] = True
+    gm = np.zeros((40, 40, 40))
+    gm[:20] = 1.0
+    fractions = {"gm": gm * brain, "wm": (1 - gm) * brain, "csf": np.zeros_like(gm)}
+    return fractions, np.zeros(brain.shape, np.uint8), np.zeros(brain.shape, bool), brain
+
+
+def test_render_flair_is_deterministic_with_its_own_contrast_and_moved_edges():
+    fractions, labels, necrosis, brain = _blocks()
+    flairs = [render_flair(np.random.default_rng(s), fractions, labels, necrosis, brain, 2.0) for s in range(6)]
+    again = render_flair(np.random.default_rng(0), fractions, labels, necrosis, brain, 2.0)
+    np.testing.assert_array_equal(flairs[0], again)
+    assert all(f.dtype == np.float32 and (f >= 0).all() and not f[~brain].any() for f in flairs)
+    ratios = [np.median(f[8:16, 10:30, 10:30]) / np.median(f[24:32, 10:30, 10:30]) for f in flairs]
+    assert min(ratios) > 1.05 and np.ptp(ratios) > 0.05  # GM brighter than WM, by a contrast drawn per subject
+    # the misregistration moves the GM/WM edge (x = 19.5): the steepest drop is not always at the same place
+    edges = {int(np.argmin(np.diff(np.median(f[10:30, 15:25, 15:25], axis=(1, 2))))) for f in flairs}
+    assert len(edges) > 1
+
+
+def test_thick_slice_acquisition_averages_along_z_only():
+    ramp = np.broadcast_to(np.arange(30.0), (4, 5, 30)).copy()
+    np.testing.assert_allclose(thick_slice_acquisition(ramp, 2.5, 1.0)[:, :, 4:-4], ramp[:, :, 4:-4], atol=1e-9)
+    spike = np.zeros((2, 2, 30))
+    spike[:, :, 15] = 1.0
+    acquired = thick_slice_acquisition(spike, 2.5, 0.3)
+    assert acquired.max() < 0.6 and (acquired[0, 0] > 0.05).sum() >= 3  # one thin line spread over slices
+    np.testing.assert_allclose(acquired.sum(axis=2), 1.0, rtol=0.2)
 
 
 def test_tumour_is_one_compact_region_inside_the_brain(hgg):

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from mrsisr.anatomy.phantom import make_phantom
-from mrsisr.anatomy.segmentation import TISSUES, class_means, dice_scores, segment_tissues, unmix_two_tissues
+from mrsisr.anatomy.segmentation import (
+    TISSUES,
+    brain_fractions,
+    check_fractions,
+    class_means,
+    dice_scores,
+    segment_tissues,
+    unmix_two_tissues,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +42,37 @@ def test_dice_against_phantom_truth_meets_targets(subject):
     assert scores["dice_gm"] >= 0.85
     assert scores["dice_wm"] >= 0.88
     assert scores["dice_csf"] >= 0.7
+
+
+def test_bright_outliers_are_clipped_before_classifying(subject):
+    """Real T1 holds vessels and fat far above the tissue range (BraTS: up to 32767); they must not own a class."""
+    phantom, _ = subject
+    t1 = phantom["t1"].copy()
+    tissue = phantom["brain"] & (phantom["labels"] == 0)
+    spots = np.flatnonzero(tissue.ravel())[::400]  # 0.25 % of the tissue
+    t1.ravel()[spots] = 30.0 * t1.max()
+    fractions = segment_tissues(t1, phantom["brain"], phantom["labels"])
+    truth = {t: phantom[f"{t}_true"] for t in TISSUES}
+    scores = dice_scores(fractions, truth, tissue)
+    assert scores["dice_gm"] >= 0.85 and scores["dice_wm"] >= 0.88
+    check_fractions(brain_fractions(fractions, tissue), "phantom")
+
+
+def test_brain_fractions_and_the_plausibility_check():
+    mask = np.ones((10, 1, 1), bool)
+    fractions = {t: np.zeros((10, 1, 1), np.float32) for t in TISSUES}
+    fractions["gm"][:4] = 1.0
+    fractions["wm"][4:9] = 1.0
+    fractions["csf"][9] = 1.0
+    shares = brain_fractions(fractions, mask)
+    assert shares == pytest.approx({"gm": 0.4, "wm": 0.5, "csf": 0.1})
+    check_fractions(shares, "t1.nii.gz")
+    with pytest.raises(ValueError, match=r"sub01_t1.nii.gz: implausible tissue segmentation \(CSF 0.35 not in"):
+        check_fractions({"gm": 0.4, "wm": 0.25, "csf": 0.35}, "sub01_t1.nii.gz")
+    with pytest.raises(ValueError, match=r"GM 0.15 not in \[0.25, 0.60\]; WM 0.00 not in .*found GM 0.150, WM 0.000"):
+        check_fractions({"gm": 0.15, "wm": 0.0, "csf": 0.85}, "x")
+    with pytest.raises(ValueError, match="no tissue"):
+        brain_fractions(fractions, np.zeros_like(mask))
 
 
 def test_exactly_zero_background_gives_no_nan():
