@@ -1,4 +1,5 @@
-"""Reading metabolite-map volumes: NIfTI and MINC2, names, masking, normalisation, grids, bad files."""
+"""Reading metabolite-map volumes: NIfTI and MINC2, names, orientation, masking, normalisation, grids, bad files;
+data consistency."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from mrsisr.maps.kspace import fourier_resample
+from mrsisr.mrsi.consistency import data_consistency_error, enforce_data_consistency
 from mrsisr.mrsi.io import (
+    axial_problem,
     check_same_field_of_view,
+    from_ras,
     load_mrsi_volume,
     metabolite_from_name,
     normalise_slices,
+    orientation_code,
     world_corners,
 )
 from mrsisr.upscale import upscaled_affine
@@ -170,3 +176,56 @@ def test_field_of_view_check(tmp_path):
     for name, message in (("flair_shifted.nii", "differ by up to 5.00 mm"), ("flair_slices.nii", "4 slices")):
         with pytest.raises(ValueError, match=f"{name} is on a different grid.*{message}"):
             check_same_field_of_view(volume, load_mrsi_volume(tmp_path / name, guide=True))
+
+
+def test_from_ras_undoes_the_reorientation_of_any_axis_order(tmp_path):
+    data = np.random.default_rng(4).random((4, 5, 3)).astype(np.float32) + 0.1
+    affine = np.array([[0, -2.0, 0, 10], [0, 0, -4.0, 5], [3.0, 0, 0, -2], [0, 0, 0, 1]])  # axes permuted and flipped
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "NAA.nii")
+    volume = load_mrsi_volume(tmp_path / "NAA.nii")
+    np.testing.assert_array_equal(volume.file_affine, affine)
+    np.testing.assert_array_equal(from_ras(volume.data, volume.file_affine), data)
+    assert orientation_code(affine) == "SLP" and orientation_code(volume.affine) == "RAS"
+
+
+def test_no_spatial_information_is_refused(tmp_path):
+    image = nib.Nifti1Image(np.ones((8, 8, 2), dtype=np.float32), None)  # no affine: both codes stay 0
+    nib.save(image, tmp_path / "NAA.nii")
+    with pytest.raises(ValueError, match=r"NAA.nii: has no spatial orientation \(NIfTI qform and sform codes"):
+        load_mrsi_volume(tmp_path / "NAA.nii")
+
+
+def test_axial_problem_names_the_orientation(tmp_path):
+    axial = np.diag([-6.875, 6.875, 10.0, 1.0])
+    sagittal = np.array([[0, 0, 10.0, 0], [6.875, 0, 0, 0], [0, 6.875, 0, 0], [0, 0, 0, 1]])
+    for name, affine in (("NAA.nii", axial), ("tCr.nii", sagittal)):
+        nib.save(nib.Nifti1Image(np.ones((8, 8, 2), dtype=np.float32), affine), tmp_path / name)
+    assert axial_problem(load_mrsi_volume(tmp_path / "NAA.nii")) is None
+    problem = axial_problem(load_mrsi_volume(tmp_path / "tCr.nii"))
+    assert problem.startswith(f"{tmp_path / 'tCr.nii'}: the slices are not axial (voxel axes ASR")
+    assert "file axis 2, is 90 degrees" in problem
+    write_minc2(tmp_path / "Cho.mnc", np.ones((2, 8, 8)), (10.0, 6.875, 6.875), (0, 0, 0))  # slices first
+    volume = load_mrsi_volume(tmp_path / "Cho.mnc")
+    assert volume.slice_axis == 0 and axial_problem(volume) is None
+
+
+def test_any_name_accepts_other_metabolites_and_ratios(tmp_path):
+    for name in ("Ins.nii", "NAA_Cr.nii", "tCho.nii"):
+        nib.save(nib.Nifti1Image(np.ones((8, 8, 2), dtype=np.float32), np.eye(4)), tmp_path / name)
+    assert load_mrsi_volume(tmp_path / "Ins.nii", any_name=True).metabolite == "Ins"
+    assert load_mrsi_volume(tmp_path / "NAA_Cr.nii", any_name=True).metabolite == "NAA_Cr"
+    assert load_mrsi_volume(tmp_path / "tCho.nii", any_name=True).metabolite == "tCho"
+    assert load_mrsi_volume(tmp_path / "Ins.nii", metabolite="myo-inositol", any_name=True).metabolite == "myo-inositol"
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (32, 42), (31, 33)])
+def test_enforce_data_consistency_is_exact_and_keeps_the_detail(shape):
+    rng = np.random.default_rng(5)
+    lr = rng.random((2, *shape))
+    hr = rng.random((2, 4 * shape[0], 4 * shape[1]))
+    assert data_consistency_error(hr, lr) > 0.3
+    consistent = enforce_data_consistency(hr, lr)
+    assert data_consistency_error(consistent, lr) < 1e-6
+    np.testing.assert_allclose(fourier_resample(consistent, shape), lr, atol=1e-5)
+    weights = np.array([1e30, 1.0])
+    assert data_consistency_error(consistent, lr, mask=lr > 0.5, weights=weights) < 1e-6
