@@ -1,27 +1,22 @@
 """Calibration of the synthesis on the paper's baselines: table shape, determinism, choice, inputs."""
 
-from pathlib import Path
-
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
+from mrsisr.anatomy.cohort import SubjectSpec
 from mrsisr.maps.calibration import (
     DEFAULT_SETTING,
     METHODS,
     PAPER_COHORT,
-    _brats_2017_labels,
     calibrate,
     choose_setting,
     full_setting,
     paper_rows,
-    phantom_specs,
-    sample_specs,
     setting_label,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats-samples"
+PHANTOMS = [SubjectSpec("phantom_000", "phantom", "LGG", 11), SubjectSpec("phantom_001", "phantom", "HGG", 12)]
 TINY = [
     {"anatomy_voxel_mm": 4.0},
     {"anatomy_voxel_mm": 4.0, "slice_thickness_mm": 0.0, "tissue_model": "hard", "map_noise": 0.02},
@@ -30,7 +25,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def tiny_table():
-    return calibrate(TINY, {"phantom": phantom_specs(2, seed=3)}, seed=3, progress=False)
+    return calibrate(TINY, {"phantom": PHANTOMS}, seed=3, progress=False)
 
 
 def test_tiny_calibration_table_has_the_paper_rows_and_one_row_per_setting_and_method(tiny_table):
@@ -50,7 +45,7 @@ def test_tiny_calibration_table_has_the_paper_rows_and_one_row_per_setting_and_m
 
 
 def test_calibration_is_deterministic(tiny_table):
-    again = calibrate(TINY, {"phantom": phantom_specs(2, seed=3)}, seed=3, progress=False)
+    again = calibrate(TINY, {"phantom": PHANTOMS}, seed=3, progress=False)
     pd.testing.assert_frame_equal(tiny_table, again)
 
 
@@ -83,38 +78,3 @@ def test_settings_are_completed_and_checked():
     ):
         with pytest.raises(ValueError, match=message):
             full_setting(bad)
-
-
-def test_phantom_specs_are_reproducible_and_alternate_grades():
-    specs = phantom_specs(4, seed=1)
-    assert specs == phantom_specs(4, seed=1) and specs != phantom_specs(4, seed=2)
-    assert [s.grade for s in specs] == ["LGG", "HGG", "LGG", "HGG"]
-    assert len({s.seed for s in specs}) == 4
-
-
-def test_brats_2023_enhancing_label_is_renamed(tmp_path):
-    labels = np.zeros((4, 4, 4), np.uint8)
-    labels[1, 1, 1], labels[2, 2, 2] = 3, 2
-    seg = tmp_path / "case-seg.nii.gz"
-    nib.save(nib.Nifti1Image(labels, np.eye(4)), seg)
-    out = tmp_path / "out"
-    out.mkdir()
-    renamed = _brats_2017_labels(str(seg), str(out))
-    assert renamed != str(seg)
-    np.testing.assert_array_equal(np.unique(np.asarray(nib.load(renamed).dataobj)), [0, 2, 4])
-    labels[3, 3, 3] = 4  # a mask that already has label 4 is left alone
-    nib.save(nib.Nifti1Image(labels, np.eye(4)), seg)
-    assert _brats_2017_labels(str(seg), str(out)) == str(seg)
-
-
-def test_sample_specs_find_the_three_brats_layouts():
-    if not SAMPLES.is_dir():
-        pytest.skip(f"real BraTS samples: {SAMPLES} not found")
-    specs = sample_specs(SAMPLES)
-    assert len(specs) == 3 and all(s.t1 and s.flair and s.seg for s in specs)
-    assert any(s.t1.endswith("-t1n.nii.gz") and s.flair.endswith("-t2f.nii.gz") for s in specs)
-
-
-def test_sample_specs_need_cases(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no case folder"):
-        sample_specs(tmp_path)

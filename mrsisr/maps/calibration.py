@@ -17,34 +17,25 @@ maps, fills the keys a setting omits):
 - ``fov_mm``: field of view resized onto the 128x128 grid;
 - ``lowres_method`` and ``map_noise``: how the 32x32 input is made (:mod:`mrsisr.maps.lowres`).
 
-Subjects are built once per anatomy voxel size: phantoms with
-:func:`mrsisr.anatomy.phantom.make_phantom`, real cases with :func:`mrsisr.anatomy.subject.load_subject`,
-each segmented with :func:`mrsisr.anatomy.segmentation.segment_tissues` unless the loader returned the
-fractions. Real T1 is clipped at its 99.5th brain percentile before segmentation (scanner outliers
-otherwise push most of the brain into CSF), and a BraTS 2023 mask (label 3 = enhancing tumour, no 4)
-is relabelled to the 2017-2021 convention (3 -> 4) before loading. Every draw comes from ``seed`` and the
-subject's position, so the same call gives the same table.
+Subjects are those of the anatomy stage (:func:`mrsisr.anatomy.cohort.cohort_specs`: phantoms or real
+cases), built and segmented once per anatomy voxel size exactly as that stage builds them
+(:func:`mrsisr.anatomy.cohort.build_subject`). Every draw comes from ``seed`` and the subject's position,
+so the same call gives the same table.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from mrsisr.anatomy.cohort import SubjectSpec
-from mrsisr.anatomy.phantom import make_phantom
-from mrsisr.anatomy.segmentation import segment_tissues
-from mrsisr.anatomy.subject import load_subject
+from mrsisr.anatomy.cohort import SubjectSpec, build_subject
 from mrsisr.maps.lowres import LOWRES_METHODS, make_lowres
 from mrsisr.maps.slices import (
     MapGrid,
@@ -55,7 +46,7 @@ from mrsisr.maps.slices import (
     slab_range,
     slab_voxels,
 )
-from mrsisr.maps.synthesis import GRADES, KINDS, TISSUE_MODELS, normalise_maps, synthesize_maps
+from mrsisr.maps.synthesis import KINDS, TISSUE_MODELS, normalise_maps, synthesize_maps
 from mrsisr.scoring.baselines import interpolate
 from mrsisr.scoring.metrics import per_map_metrics
 
@@ -117,73 +108,17 @@ def setting_label(setting: Mapping[str, Any]) -> str:
     return label + (f", noise {s['map_noise']:g}" if s["map_noise"] > 0 else "")
 
 
-def phantom_specs(n_subjects: int, seed: int = 0) -> list[SubjectSpec]:
-    """``n_subjects`` phantom subjects, grades alternating LGG / HGG, seeds spawned from ``seed``."""
-    children = np.random.SeedSequence([seed, 13]).spawn(n_subjects)
-    return [
-        SubjectSpec(f"phantom_{i:03d}", "phantom", GRADES[i % 2], int(child.generate_state(1)[0]))
-        for i, child in enumerate(children)
-    ]
-
-
-def sample_specs(folder: str | Path) -> list[SubjectSpec]:
-    """BraTS cases in ``folder``: one sub-folder per case with T1 (``t1``, ``t1n``), FLAIR (``flair``, ``t2f``), seg.
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``folder`` holds no case with all three files.
-    """
-    specs = []
-    for case in sorted(p for p in Path(folder).glob("*") if p.is_dir()):
-        files = {
-            kind: next((p for n in names for p in case.glob(f"*[_-]{n}.nii*")), None)
-            for kind, names in (("t1", ("t1", "t1n")), ("flair", ("flair", "t2f")), ("seg", ("seg",)))
-        }
-        if all(files.values()):
-            specs.append(SubjectSpec(case.name, "nifti", None, 0, *(str(files[k]) for k in ("t1", "flair", "seg"))))
-    if not specs:
-        raise FileNotFoundError(f"{folder}: no case folder with T1, FLAIR and seg NIfTI files")
-    return specs
-
-
-def _brats_2017_labels(seg: str, folder: str) -> str:
-    """``seg`` itself, or a copy in ``folder`` with BraTS 2023's enhancing label 3 renamed 4."""
-    image = nib.load(seg)
-    labels = np.asarray(image.dataobj)
-    if not ((labels == 3).any() and not (labels == 4).any()):
-        return seg
-    path = str(Path(folder) / Path(seg).name)
-    nib.save(nib.Nifti1Image(np.where(labels == 3, 4, labels).astype(np.uint8), image.affine), path)
-    return path
-
-
-def build_anatomy(spec: SubjectSpec, voxel_mm: float) -> dict[str, Any]:
-    """One subject on a ``voxel_mm`` grid with its tissue fractions ``gm``, ``wm``, ``csf`` (see the module docstring).
-
-    The dict also holds ``flair``, ``labels``, ``brain``, ``voxel_mm`` and ``grade``, as the anatomy loaders give them.
-    """
-    if spec.source == "phantom":
-        subject = make_phantom(spec.seed, spec.grade, voxel_mm=voxel_mm)
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            seg = _brats_2017_labels(spec.seg, folder) if spec.seg else None
-            flair = spec.flair or None
-            subject = load_subject(spec.t1, flair, seg, voxel_mm=voxel_mm, grade=spec.grade, seed=spec.seed)
-    if "gm" not in subject:
-        t1, brain = subject["t1"], subject["brain"]
-        if spec.source != "phantom":
-            t1 = np.minimum(t1, np.percentile(t1[brain], 99.5))
-        subject |= segment_tissues(t1, brain, subject["labels"])
-    return subject
-
-
 def slice_maps(
-    anatomy: Mapping[str, Any], setting: Mapping[str, Any], rng: np.random.Generator, noise_rng: np.random.Generator
+    anatomy: Mapping[str, Any],
+    grade: str,
+    setting: Mapping[str, Any],
+    rng: np.random.Generator,
+    noise_rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The five normalised 128x128 maps of one selected slice and their 32x32 inputs, or None without a candidate.
 
-    The slice is the middle one of the paper's candidates (tumour brighter than the slab's mean FLAIR).
+    ``anatomy`` holds the arrays of :func:`mrsisr.anatomy.cohort.build_subject`; the slice is the middle
+    one of the paper's candidates (tumour brighter than the slab's mean FLAIR).
 
     Returns
     -------
@@ -198,7 +133,7 @@ def slice_maps(
         return None
     slab = slab_range(int(chosen[0]), anatomy["labels"].shape[2], depth)
     gm, wm, csf, labels = (anatomy[name][:, :, slab] for name in ("gm", "wm", "csf", "labels"))
-    volumes = synthesize_maps(gm, wm, csf, labels, anatomy["grade"], rng, tissue_model=s["tissue_model"])
+    volumes = synthesize_maps(gm, wm, csf, labels, grade, rng, tissue_model=s["tissue_model"])
     centre = brain_centre(anatomy["brain"])
     centre_k = int(chosen[0]) - slab.start  # the crop is exactly the slab
     hr, _ = normalise_maps(np.stack([extract_slab(volumes[kind], centre_k, voxel_mm, centre, grid) for kind in KINDS]))
@@ -210,6 +145,7 @@ def calibrate(
     cohorts: Mapping[str, Sequence[SubjectSpec]],
     seed: int = 0,
     progress: bool = True,
+    segmentation_method: str = "dipy_hmrf",
 ) -> pd.DataFrame:
     """Nearest and spline scores of each setting on each cohort, beside the paper's rows.
 
@@ -218,11 +154,13 @@ def calibrate(
     settings : sequence of dict
         Candidate settings (keys of :data:`DEFAULT_SETTING`; missing keys take its values).
     cohorts : mapping of str to sequence of SubjectSpec
-        Named cohorts, e.g. ``{"phantom": phantom_specs(12), "BraTS samples": sample_specs(folder)}``.
+        Named cohorts of the anatomy stage's subjects (:func:`mrsisr.anatomy.cohort.cohort_specs`).
     seed : int
         Seed of the concentrations, slice choice and noise (the same per subject in every setting).
     progress : bool
         Show a tqdm bar over the subject builds.
+    segmentation_method : str
+        Tissue classifier of the subjects (:data:`mrsisr.anatomy.segmentation.METHODS`).
 
     Returns
     -------
@@ -238,13 +176,13 @@ def calibrate(
     maps: dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]] = {}
     jobs = [(name, i, spec, v) for name, specs in cohorts.items() for v in voxel_sizes for i, spec in enumerate(specs)]
     for name, index, spec, voxel_mm in tqdm(jobs, desc="calibration", disable=not progress):
-        anatomy = build_anatomy(spec, voxel_mm)
+        anatomy, row = build_subject(spec, voxel_mm, segmentation_method)
         for number, setting in enumerate(full):
             if float(setting["anatomy_voxel_mm"]) != voxel_mm:
                 continue
             rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
             noise_rng = np.random.default_rng(np.random.SeedSequence([seed, index, 1]))
-            pair = slice_maps(anatomy, setting, rng, noise_rng)
+            pair = slice_maps(anatomy, row["grade"], setting, rng, noise_rng)
             if pair is not None:
                 maps.setdefault((name, number), []).append(pair)
     paper = paper_rows().assign(cohort=PAPER_COHORT, setting="paper")
