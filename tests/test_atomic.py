@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mrsisr.study.atomic import atomic_directory, atomic_path, save_json, save_npy, save_npz, save_text
+from mrsisr.study.atomic import atomic_path, save_json, save_npy, save_npz, save_text
 
 
 def _leftovers(folder):
@@ -29,21 +29,6 @@ def test_atomic_path_keeps_the_old_file_and_no_temp_on_failure(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("interrupted")
     assert dest.read_text() == "old"
-    assert _leftovers(tmp_path) == []
-
-
-def test_atomic_directory_replaces_only_when_complete(tmp_path):
-    dest = tmp_path / "folder"
-    with atomic_directory(dest) as tmp:
-        (tmp / "a.txt").write_text("1")
-    assert (dest / "a.txt").read_text() == "1"
-    with pytest.raises(KeyError), atomic_directory(dest) as tmp:
-        (tmp / "b.txt").write_text("2")
-        raise KeyError("interrupted")
-    assert sorted(p.name for p in dest.iterdir()) == ["a.txt"]
-    with atomic_directory(dest) as tmp:
-        (tmp / "c.txt").write_text("3")
-    assert sorted(p.name for p in dest.iterdir()) == ["c.txt"]
     assert _leftovers(tmp_path) == []
 
 

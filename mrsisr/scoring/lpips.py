@@ -14,7 +14,6 @@ the provenance file beside it and is checked every time the weights are loaded.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -25,6 +24,8 @@ from pathlib import Path
 import keras
 import numpy as np
 from keras import layers, ops
+
+from mrsisr.study.atomic import file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 WEIGHTS_FILE = WEIGHTS_DIR / "lpips_alex_v0.1.npz"
@@ -83,15 +84,6 @@ def load_array_pickle(source: str | os.PathLike | bytes) -> object:
     """
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     return _ArraysOnlyUnpickler(io.BytesIO(data)).load()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Return the hex sha256 digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_weights(path: str | os.PathLike = WEIGHTS_FILE, provenance: str | os.PathLike = PROVENANCE_FILE) -> dict:
@@ -217,3 +209,8 @@ def lpips_batches(first: np.ndarray, second: np.ndarray, batch_size: int = 64) -
         for start in range(0, len(first), batch_size)
     ]
     return np.concatenate(results).reshape(-1).astype(np.float64)
+
+
+def weights_digest() -> str:
+    """Return the sha256 of the shipped LPIPS weights, recorded in their provenance file."""
+    return json.loads(PROVENANCE_FILE.read_text())["npz_sha256"]

@@ -1,354 +1,111 @@
-"""The evaluation stage: per-map metrics of every method, Table 2, the statistics and Figure 3.
+"""Stage ``evaluation`` (notebook 04): every method on the test split, per-map metrics, Table 2, Figure 3.
 
-The functions take arrays (``predictions``: method name -> (N, H, W) maps) so that they can be tested
-without a trained model; :func:`evaluate_test_split` is the cached stage driver that loads the test
-split and the model of a run and writes ``metrics.csv``, ``table2.csv`` and their companions to
-``runs/<profile>/results/<key>/`` (exported to ``runs/<profile>/results/``).
+The cache key covers the methods, the LPIPS weights and the keys of the synthesis and training outputs it
+reads. Artifacts: ``metrics.csv``, ``table2.csv`` (+ by kind and by grade), ``statistics.csv`` and
+``figure3.npz`` (the examples of Figure 3 with every method's prediction), exported to
+``runs/<profile>/evaluation/``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import yaml
+from pydantic import BaseModel
 
-from mrsisr.scoring.baselines import interpolate
-from mrsisr.scoring.lpips import PROVENANCE_FILE
-from mrsisr.scoring.metrics import METRIC_NAMES, error_maps, per_map_metrics
-from mrsisr.scoring.stats import mann_whitney, wilcoxon_signed_rank
-from mrsisr.study.atomic import atomic_path
-from mrsisr.study.cache import StageOutput, current, publish, stage_output
+from mrsisr.network.model import load_model, predict
+from mrsisr.scoring import lpips
+from mrsisr.scoring.baselines import interpolate_all
+from mrsisr.scoring.figures import choose_examples
+from mrsisr.scoring.tables import BREAKDOWNS, REFERENCE_METHOD, RESULT_FILES, evaluate_predictions, write_results
+from mrsisr.stages import get_stage
+from mrsisr.stages.synthesis import load_split
+from mrsisr.study import cache
+from mrsisr.study.atomic import save_npz
 
-RESULTS_STAGE = "results"
-REFERENCE_METHOD = "model"
-META_COLUMNS: tuple[str, ...] = ("subject", "slice", "kind", "grade")
-PAIR_KEYS: list[str] = ["subject", "slice", "kind"]
-METRICS_COLUMNS: tuple[str, ...] = (*META_COLUMNS, "method", *METRIC_NAMES)
-BREAKDOWNS: dict[str, tuple[str, ...]] = {
-    "table2.csv": (),
-    "table2_by_kind.csv": ("kind",),
-    "table2_by_grade.csv": ("grade",),
-}
-RESULT_FILES: tuple[str, ...] = ("metrics.csv", *BREAKDOWNS, "statistics.csv")
-SIGNIFICANCE = 0.05
-HIGHER_IS_BETTER = frozenset({"psnr", "psnr_range", "ssim"})
-METRIC_LABELS = {
-    "mse": ("MSE", 5),
-    "rmse": ("RMSE", 4),
-    "psnr": ("PSNR (dB)", 2),
-    "psnr_range": ("PSNR, truth range (dB)", 2),
-    "ssim": ("SSIM", 3),
-    "lpips": ("LPIPS", 3),
-}
+STAGE = get_stage("evaluation")
+CACHE_VERSION = 2
+FIGURE_FILE = "figure3.npz"
 
 
-def baseline_predictions(lr: np.ndarray, methods: Iterable[str], factor: int = 4) -> dict[str, np.ndarray]:
-    """Upscale ``lr`` (N, h, w) with each classical method; returns method -> (N, factor*h, factor*w)."""
-    return {method: interpolate(lr, method, factor) for method in methods}
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What notebook 04 shows.
 
-
-def evaluate_predictions(predictions: Mapping[str, np.ndarray], truth: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
-    """Compute the per-map metrics of every method.
-
-    Parameters
+    Attributes
     ----------
-    predictions : mapping of str to ndarray (N, H, W)
-        Upscaled maps per method, in the order of ``truth``.
-    truth : ndarray, shape (N, H, W)
-        Ground-truth maps in [0, 1].
-    meta : pandas.DataFrame
-        N rows with at least the columns ``subject, slice, kind, grade``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The ``metrics.csv`` table: one row per (map, method), columns :data:`METRICS_COLUMNS`.
+    output : StageOutput
+    metrics : DataFrame
+        One row per (test map, method) with every metric.
+    tables : dict of str to DataFrame
+        ``table2.csv``, ``table2_by_kind.csv``, ``table2_by_grade.csv`` and ``statistics.csv`` by file name.
+    figure : dict of str to ndarray
+        Figure 3's examples: ``truth``, ``lowres``, ``pred_<method>`` and their ``subject``, ``kind``, ``grade``.
     """
-    if not predictions:
-        raise ValueError("no predictions to evaluate: give at least one method")
-    missing = [column for column in META_COLUMNS if column not in meta.columns]
-    if missing:
-        raise ValueError(f"meta table lacks the columns {missing}")
-    if len(meta) != len(truth):
-        raise ValueError(f"meta has {len(meta)} rows but truth has {len(truth)} maps")
-    tables = []
-    for method, pred in predictions.items():
-        table = per_map_metrics(pred, truth)
-        table.insert(0, "method", method)
-        tables.append(pd.concat([meta[list(META_COLUMNS)].reset_index(drop=True), table], axis=1))
-    return pd.concat(tables, ignore_index=True)[list(METRICS_COLUMNS)]
+
+    output: cache.StageOutput
+    metrics: pd.DataFrame
+    tables: dict
+    figure: dict
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Table 2 in numbers (overall means, SDs and p-values per method)."""
+        return self.tables["table2.csv"]
+
+    @property
+    def glue_values(self) -> dict:
+        """The numbers the book's prose pages quote."""
+        overall = self.summary.set_index("method")
+        return {
+            "n_maps": int((self.metrics["method"] == REFERENCE_METHOD).sum()),
+            "psnr_model": float(overall.loc["model", "psnr_mean"]),
+            "psnr_spline": float(overall.loc["spline", "psnr_mean"]),
+            "psnr_gain_db": float(overall.loc["model", "psnr_mean"] - overall.loc["spline", "psnr_mean"]),
+            "ssim_model": float(overall.loc["model", "ssim_mean"]),
+            "lpips_model": float(overall.loc["model", "lpips_mean"]),
+        }
 
 
-def _groups(metrics: pd.DataFrame, by: Sequence[str]) -> list[tuple[dict, pd.DataFrame]]:
-    if not by:
-        return [({}, metrics)]
-    return [(dict(zip(by, key, strict=True)), group) for key, group in metrics.groupby(list(by), sort=True)]
-
-
-def _methods(metrics: pd.DataFrame, reference: str) -> list[str]:
-    others = [method for method in dict.fromkeys(metrics["method"]) if method != reference]
-    return [reference, *others] if reference in set(metrics["method"]) else others
-
-
-def compare_to_reference(
-    metrics: pd.DataFrame, reference: str = REFERENCE_METHOD, by: Sequence[str] = ()
-) -> pd.DataFrame:
-    """Test every method against ``reference`` on every metric (Mann-Whitney U and Wilcoxon signed-rank).
-
-    Maps are paired by (subject, slice, kind). The effect sizes are rank-biserial correlations of the
-    reference against the method (positive: the reference's values tend to be larger).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns: the ``by`` columns, ``method, metric, n, reference_median, method_median, mw_u, mw_p,
-        mw_rank_biserial, wilcoxon_w, wilcoxon_p, wilcoxon_rank_biserial``.
-    """
-    if reference not in set(metrics["method"]):
-        raise ValueError(f"reference method {reference!r} is not in the metrics table")
-    rows = []
-    for group_key, group in _groups(metrics, by):
-        ref = group[group["method"] == reference].set_index(PAIR_KEYS)
-        for method in _methods(group, reference)[1:]:
-            other = group[group["method"] == method].set_index(PAIR_KEYS).reindex(ref.index)
-            for metric in METRIC_NAMES:
-                mw = mann_whitney(ref[metric], other[metric])
-                wx = wilcoxon_signed_rank(ref[metric], other[metric])
-                rows.append(
-                    {
-                        **group_key,
-                        "method": method,
-                        "metric": metric,
-                        "n": len(ref),
-                        "reference_median": float(ref[metric].median()),
-                        "method_median": float(other[metric].median()),
-                        "mw_u": mw.statistic,
-                        "mw_p": mw.p_value,
-                        "mw_rank_biserial": mw.rank_biserial,
-                        "wilcoxon_w": wx.statistic,
-                        "wilcoxon_p": wx.p_value,
-                        "wilcoxon_rank_biserial": wx.rank_biserial,
-                    }
-                )
-    return pd.DataFrame(rows)
-
-
-def summary_table(metrics: pd.DataFrame, reference: str = REFERENCE_METHOD, by: Sequence[str] = ()) -> pd.DataFrame:
-    """Table 2 in numbers: mean, SD and the p-values against ``reference`` per method (and group).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns: the ``by`` columns, ``method, n``, then for each metric ``<m>_mean``, ``<m>_sd``
-        (ddof 1), ``<m>_p_mw`` and ``<m>_p_wilcoxon`` (empty for the reference itself).
-    """
-    has_reference = reference in set(metrics["method"])
-    tests = compare_to_reference(metrics, reference, by) if has_reference else pd.DataFrame()
-    rows = []
-    for group_key, group in _groups(metrics, by):
-        for method in _methods(group, reference):
-            values = group[group["method"] == method]
-            row = {**group_key, "method": method, "n": len(values)}
-            for metric in METRIC_NAMES:
-                row[f"{metric}_mean"] = float(values[metric].mean())
-                row[f"{metric}_sd"] = float(values[metric].std(ddof=1))
-                match = _select(tests, {**group_key, "method": method, "metric": metric})
-                row[f"{metric}_p_mw"] = float(match["mw_p"].iloc[0]) if len(match) else np.nan
-                row[f"{metric}_p_wilcoxon"] = float(match["wilcoxon_p"].iloc[0]) if len(match) else np.nan
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def rank_methods(summary: pd.DataFrame, metrics: Sequence[str] = ("mse", "psnr", "ssim", "lpips")) -> pd.DataFrame:
-    """Order the methods from best to worst by each metric's mean (lower is better for MSE and LPIPS).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per rank (1 = best), one column per metric label, the method names as values.
-    """
-    columns = {}
-    for metric in metrics:
-        ordered = summary.sort_values(f"{metric}_mean", ascending=metric not in HIGHER_IS_BETTER)
-        columns[METRIC_LABELS[metric][0]] = list(ordered["method"])
-    return pd.DataFrame(columns, index=pd.RangeIndex(1, len(summary) + 1, name="rank"))
-
-
-def _select(table: pd.DataFrame, values: Mapping[str, object]) -> pd.DataFrame:
-    if table.empty:
-        return table
-    mask = np.ones(len(table), dtype=bool)
-    for column, value in values.items():
-        mask &= (table[column] == value).to_numpy()
-    return table[mask]
-
-
-def format_table(
-    summary: pd.DataFrame, metrics: Sequence[str] = ("mse", "rmse", "psnr", "ssim", "lpips")
-) -> pd.DataFrame:
-    """Render a :func:`summary_table` as "mean (SD)" strings with significance marks.
-
-    ``*`` marks p < 0.05 in the two-sided Mann-Whitney U test against the model (the paper's test),
-    ``†`` p < 0.05 in the Wilcoxon signed-rank test.
-    """
-    group_columns = [c for c in summary.columns if c in META_COLUMNS]
-    rendered = summary[[*group_columns, "method", "n"]].copy()
-    for metric in metrics:
-        label, digits = METRIC_LABELS[metric]
-        cells = []
-        for _, row in summary.iterrows():
-            marks = ("*" if row[f"{metric}_p_mw"] < SIGNIFICANCE else "") + (
-                "†" if row[f"{metric}_p_wilcoxon"] < SIGNIFICANCE else ""
-            )
-            cells.append(f"{row[f'{metric}_mean']:.{digits}f} ({row[f'{metric}_sd']:.{digits}f}){marks}")
-        rendered[label] = cells
-    return rendered.set_index([*group_columns, "method"])
-
-
-def paper_table2() -> dict:
-    """Return the paper's Table 2 (means; MSE with SD) and its citation, from ``data/paper_table2.yaml``."""
-    text = resources.files("mrsisr").joinpath("data/paper_table2.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
-
-
-def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
-    """Our Table 2 (overall means) beside the paper's, as display strings; "–" where the paper has none."""
-    paper = paper_table2()["methods"]
-    rows = {}
-    for _, row in summary.iterrows():
-        reported = paper.get(row["method"], {})
-        cells = {}
-        for metric in ("mse", "psnr", "ssim", "lpips"):
-            label, digits = METRIC_LABELS[metric]
-            ours = f"{row[f'{metric}_mean']:.{digits}f}"
-            theirs = f"{reported[metric]:.{digits}f}" if metric in reported else "–"
-            if metric == "mse":
-                ours += f" ± {row['mse_sd']:.{digits}f}"
-                theirs += f" ± {reported['mse_sd']:.{digits}f}" if "mse_sd" in reported else ""
-            cells[(label, "paper")] = theirs
-            cells[(label, "ours")] = ours
-        rows[row["method"]] = cells
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.columns = pd.MultiIndex.from_tuples(table.columns)
-    table.index.name = "method"
-    return table
-
-
-def _save_csv(table: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path, suffix=".csv") as tmp:
-        table.to_csv(tmp, index=False)
-
-
-def write_results(folder: str | os.PathLike, metrics: pd.DataFrame, reference: str = REFERENCE_METHOD) -> None:
-    """Write ``metrics.csv``, ``table2.csv`` (+ by kind and by grade) and ``statistics.csv`` to ``folder``."""
-    folder = Path(folder)
-    _save_csv(metrics, folder / "metrics.csv")
-    for name, by in BREAKDOWNS.items():
-        _save_csv(summary_table(metrics, reference, by), folder / name)
-    statistics = pd.concat(
-        [
-            compare_to_reference(metrics, reference, by).assign(breakdown=",".join(by) or "all")
-            for by in BREAKDOWNS.values()
-        ],
-        ignore_index=True,
-    )
-    _save_csv(statistics, folder / "statistics.csv")
-
-
-def evaluate_test_split(run_dir: str | os.PathLike, methods: Sequence[str]) -> StageOutput:
-    """Run (or reuse) the ``results`` stage of a run: every method on the test split, metrics and tables.
-
-    The cache key covers ``methods``, the LPIPS weights and the keys of the ``dataset`` and ``model``
-    stages it reads.
+def run(run_dir: str | os.PathLike, params: BaseModel) -> EvaluationResult:
+    """Score the run's model and the classical methods on the test split (or reuse the scores), and publish them.
 
     Parameters
     ----------
     run_dir : path-like
-        The profile's run folder, ``runs/<profile>``.
-    methods : sequence of str
-        Classical baselines to compare with the model (see :data:`mrsisr.scoring.baselines.METHODS`).
+        The profile's run folder (``runs/<profile>``).
+    params : pydantic model
+        The stage's parameters (:func:`mrsisr.study.profiles.stage_parameters`).
     """
-    from mrsisr.network.model import load_model, predict
-    from mrsisr.stages.synthesis import load_split
-
-    dataset, trained = current(run_dir, "dataset"), current(run_dir, "model")
-    params = {"methods": list(methods), "lpips_weights": lpips_weights_digest()}
-    output = stage_output(run_dir, RESULTS_STAGE, params, [dataset.key, trained.key])
+    values = params.model_dump() | {"lpips_weights": lpips.weights_digest()}
+    output = cache.open_stage(run_dir, STAGE, values, CACHE_VERSION)
     if not output.complete:
-        lr, guide, hr, meta = load_split(dataset.path, "test")
-        model = load_model(trained.path / "model.keras")
-        predictions = {REFERENCE_METHOD: predict(model, lr, guide)} | baseline_predictions(lr, methods)
+        lr, guide, hr, meta = load_split(cache.current(run_dir, "synthesis").path, "test")
+        model = load_model(cache.current(run_dir, "training").path / "model.keras")
+        predictions = {REFERENCE_METHOD: predict(model, lr, guide)} | interpolate_all(lr, params.methods)
         write_results(output.path, evaluate_predictions(predictions, hr, meta))
+        chosen = choose_examples(meta, params.n_figure_examples, params.seed)
+        save_npz(
+            output.path / FIGURE_FILE,
+            truth=hr[chosen],
+            lowres=lr[chosen],
+            **{f"pred_{method}": maps[chosen] for method, maps in predictions.items()},
+            **{column: meta[column].to_numpy()[chosen].astype(str) for column in ("subject", "kind", "grade")},
+        )
         output.mark_complete()
-    publish(run_dir, output, exports=RESULT_FILES)
-    return output
+    cache.publish(run_dir, output, exports=(*RESULT_FILES, FIGURE_FILE))
+    return read_result(output)
 
 
-def lpips_weights_digest() -> str:
-    """Return the sha256 of the shipped LPIPS weights, recorded in their provenance file."""
-    return json.loads(PROVENANCE_FILE.read_text())["npz_sha256"]
-
-
-def choose_examples(meta: pd.DataFrame, n: int, seed: int) -> list[int]:
-    """Pick ``n`` test maps for Figure 3, seeded, preferring distinct grades and map kinds."""
-    if not 0 < n <= len(meta):
-        raise ValueError(f"cannot choose {n} examples from {len(meta)} maps")
-    order = np.random.default_rng(seed).permutation(len(meta))
-    chosen: list[int] = []
-    for index in order:
-        row = meta.iloc[index]
-        if all(meta.iloc[c]["grade"] != row["grade"] and meta.iloc[c]["kind"] != row["kind"] for c in chosen):
-            chosen.append(int(index))
-        if len(chosen) == n:
-            return sorted(chosen)
-    rest = [int(i) for i in order if int(i) not in chosen]
-    return sorted(chosen + rest[: n - len(chosen)])
-
-
-def plot_examples(
-    truth: np.ndarray, lowres: np.ndarray, predictions: Mapping[str, np.ndarray], meta: pd.DataFrame
-) -> plt.Figure:
-    """Figure 3: per example, the truth and the upscaled maps above, the input and the error maps below.
-
-    Parameters
-    ----------
-    truth, lowres : ndarray, shapes (K, H, W) and (K, h, w)
-        The K examples' ground truth and low-resolution input.
-    predictions : mapping of str to ndarray (K, H, W)
-        Upscaled maps per method; shown clipped to [0, 1] as they are scored. The error colour scale
-        is symmetric, up to the 99.5th percentile of the example's absolute errors.
-    meta : pandas.DataFrame
-        K rows with ``subject, kind, grade`` for the row labels.
-    """
-    methods = list(predictions)
-    n_examples, n_cols = len(truth), len(methods) + 1
-    fig, axes = plt.subplots(
-        2 * n_examples, n_cols, figsize=(2.1 * n_cols, 4.6 * n_examples), squeeze=False, layout="constrained"
+def read_result(output: cache.StageOutput) -> EvaluationResult:
+    """Read a complete evaluation output into the result its notebook shows."""
+    with np.load(output.path / FIGURE_FILE, allow_pickle=False) as data:
+        figure = {name: data[name] for name in data.files}
+    return EvaluationResult(
+        output=output,
+        metrics=pd.read_csv(output.path / "metrics.csv", dtype={"subject": str}),
+        tables={name: pd.read_csv(output.path / name) for name in (*BREAKDOWNS, "statistics.csv")},
+        figure=figure,
     )
-    for k in range(n_examples):
-        top, bottom = axes[2 * k], axes[2 * k + 1]
-        info = meta.iloc[k]
-        top[0].imshow(truth[k], cmap="magma", vmin=0, vmax=1)
-        top[0].set_title(f"truth 128²\n{info['kind']}, {info['grade']}", fontsize=8)
-        bottom[0].imshow(lowres[k], cmap="magma", vmin=0, vmax=1)
-        bottom[0].set_title(f"input 32²\n{info['subject']}", fontsize=8)
-        errors = {m: error_maps(predictions[m][k], truth[k]) for m in methods}
-        limit = float(np.percentile(np.abs(np.stack(list(errors.values()))), 99.5)) or 1.0
-        for col, method in enumerate(methods, start=1):
-            top[col].imshow(np.clip(predictions[method][k], 0, 1), cmap="magma", vmin=0, vmax=1)
-            top[col].set_title(method, fontsize=8)
-            error = errors[method]
-            mse = float(np.mean(np.square(error)))
-            image = bottom[col].imshow(error, cmap="RdBu_r", vmin=-limit, vmax=limit)
-            bottom[col].set_title(f"error {method}\nMSE {mse:.2g}, RMSE {np.sqrt(mse):.2g}", fontsize=8)
-        fig.colorbar(image, ax=list(bottom), shrink=0.8, extend="both", label="upscaled − truth")
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    return fig

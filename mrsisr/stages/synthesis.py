@@ -1,11 +1,11 @@
-"""Stage ``dataset`` (notebook 02): metabolite maps of selected slices, low-resolution inputs, split.
+"""Stage ``synthesis`` (notebook 02): metabolite maps of selected slices, low-resolution inputs, the split.
 
-For each subject of the ``anatomy`` stage: the synthesis (:mod:`mrsisr.maps.synthesis`) on the whole
-volume, the paper's slice selection (:mod:`mrsisr.maps.slices`), one 128x128 slab per selected slice for each
-of the five map kinds, each normalised to [0, 1] by its maximum, the 32x32 input (:mod:`mrsisr.maps.lowres`)
-and the FLAIR guide of the same slab. Subjects are split into train / val / test before any map is
-made, so no subject contributes to two splits. Every random draw comes from a per-subject seed spawned
-from the study seed: the same parameters give the same arrays bit for bit.
+For each subject of the segmentation stage: the synthesis (:mod:`mrsisr.maps.synthesis`) on the whole
+volume, the paper's slice selection (:mod:`mrsisr.maps.slices`), one 128x128 slab per selected slice for
+each of the five map kinds, each normalised to [0, 1] by its maximum, the 32x32 input
+(:mod:`mrsisr.maps.lowres`) and the FLAIR guide of the same slab. Subjects are split into train / val /
+test before any map is made, so no subject contributes to two splits. Every random draw comes from a
+per-subject seed spawned from the study seed: the same parameters give the same arrays bit for bit.
 """
 
 from __future__ import annotations
@@ -13,52 +13,64 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 from tqdm import tqdm
 
 from mrsisr.maps.lowres import LOWRES_METHODS, make_lowres
 from mrsisr.maps.slices import MapGrid, brain_centre, candidate_slices, choose_slices, extract_slab, slab_voxels
-from mrsisr.maps.synthesis import KINDS, synthesize_maps
-from mrsisr.stages.segmentation import read_subject
+from mrsisr.maps.synthesis import KINDS, synthesize_maps, table1
+from mrsisr.stages import get_stage, segmentation
 from mrsisr.study import cache
 from mrsisr.study.atomic import save_json, save_npy, save_text
 
-STAGE = "dataset"
+STAGE = get_stage("synthesis")
+CACHE_VERSION = 2
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-PARAMS = (
-    "seed",
-    "n_test_subjects",
-    "val_fraction",
-    "slices_min",
-    "slices_max",
-    "test_slices_per_subject",
-    "map_size",
-    "lr_size",
-    "fov_mm",
-    "slice_thickness_mm",
-    "lowres_method",
-)
-META_COLUMNS = ("subject", "grade", "slice", "kind", "scale")
+SPLIT_COLUMNS = ("subject", "grade", "slice", "kind", "scale")
 REQUIRED_ARRAYS = ("flair", "labels", "brain", "gm", "wm", "csf", "voxel_mm")
+MANIFEST = "manifest.json"
 
 
-def stage_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters that key the ``dataset`` cache, checked."""
-    missing = [name for name in PARAMS if name not in params]
-    if missing:
-        raise ValueError(f"dataset stage parameters missing: {', '.join(missing)}")
-    keyed = {name: params[name] for name in PARAMS}
-    if keyed["lowres_method"] not in LOWRES_METHODS:
-        raise ValueError(f"unknown lowres_method {keyed['lowres_method']!r}; valid: {', '.join(LOWRES_METHODS)}")
-    if not 0.0 <= float(keyed["val_fraction"]) < 1.0:
-        raise ValueError(f"val_fraction must lie in [0, 1), got {keyed['val_fraction']}")
-    if keyed["map_size"] % keyed["lr_size"]:
-        raise ValueError(f"map_size {keyed['map_size']} is not a multiple of lr_size {keyed['lr_size']}")
-    return keyed
+@dataclass(frozen=True)
+class SynthesisResult:
+    """What notebook 02 shows.
+
+    Attributes
+    ----------
+    output : StageOutput
+    counts : DataFrame
+        Subjects, slices and maps (by grade) per split.
+    skipped : list of str
+        Subjects without a slice whose tumour rises above the slice's mean FLAIR.
+    table1 : DataFrame
+        The literature values behind the maps.
+    figure_maps : dict of str to ndarray
+        The five normalised maps of Figure 1's slab (the segmentation stage's figure subject and slice).
+    figure_guide : ndarray
+        The FLAIR of that slab.
+    lowres_examples : dict of str to ndarray
+        Figure 1's tCho map and its low-resolution versions by every method.
+    """
+
+    output: cache.StageOutput
+    counts: pd.DataFrame
+    skipped: list
+    table1: pd.DataFrame
+    figure_maps: dict
+    figure_guide: np.ndarray
+    lowres_examples: dict
+
+    @property
+    def glue_values(self) -> dict:
+        """The numbers the book's prose pages quote."""
+        values = {f"n_{split}_maps": int(self.counts.loc[split, "maps"]) for split in SPLITS}
+        return values | {"n_subjects": int(self.counts["subjects"].sum())}
 
 
 def split_subjects(
@@ -119,29 +131,32 @@ def subject_seeds(seed: int, n_subjects: int) -> list[np.random.SeedSequence]:
 
 
 def figure_maps(
-    run_dir: str | os.PathLike, params: Mapping[str, Any], subject: str, k: int
+    segmentation_output: cache.StageOutput, params: Mapping[str, Any], subject: str, k: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The five normalised maps and the guide of ``subject``'s slab at slice ``k`` (Figure 1, bottom row).
 
     The subject's concentrations are drawn from the same seed as in the dataset, so the maps are the
     ones the dataset holds when it selected that slice.
     """
-    keyed = stage_params(params)
-    anatomy = cache.current(run_dir, "anatomy")
-    subjects = pd.read_csv(anatomy.path / "subjects.csv", dtype={"subject": str})
+    subjects = pd.read_csv(segmentation_output.path / "subjects.csv", dtype={"subject": str})
     matches = np.flatnonzero(subjects["subject"] == subject)
     if matches.size == 0:
-        raise ValueError(f"{anatomy.path / 'subjects.csv'}: no subject {subject!r}")
+        raise ValueError(f"{segmentation_output.path / 'subjects.csv'}: no subject {subject!r}")
     index = int(matches[0])
+    arrays = segmentation.read_subject(segmentation_output, subject)
+    rng = np.random.default_rng(subject_seeds(params["seed"], len(subjects))[index + 1])
     grade = subjects["grade"].iloc[index]
-    arrays = read_subject(anatomy, subject)
-    rng = np.random.default_rng(subject_seeds(keyed["seed"], len(subjects))[index + 1])
     volumes = synthesize_maps(arrays["gm"], arrays["wm"], arrays["csf"], arrays["labels"], grade, rng)
-    grid = MapGrid(keyed["map_size"], float(keyed["fov_mm"]), float(keyed["slice_thickness_mm"]))
+    grid = map_grid(params)
     voxel_mm, centre = np.asarray(arrays["voxel_mm"], float), brain_centre(arrays["brain"])
     maps = {kind: normalise(extract_slab(volumes[kind], k, voxel_mm, centre, grid))[0] for kind in KINDS}
     flair = extract_slab(arrays["flair"], k, voxel_mm, centre, grid)
     return maps, flair / max(float(flair.max()), 1e-12)
+
+
+def map_grid(params: Mapping[str, Any]) -> MapGrid:
+    """The maps' grid: matrix, field of view and slab thickness."""
+    return MapGrid(params["map_size"], float(params["fov_mm"]), float(params["slice_thickness_mm"]))
 
 
 def normalise(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,31 +166,64 @@ def normalise(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (maps / safe[..., None, None]).astype(np.float32), scale.astype(np.float64)
 
 
-def run_dataset_stage(
-    run_dir: str | os.PathLike, params: Mapping[str, Any], progress: bool = True
-) -> cache.StageOutput:
-    """Build (or reuse) the ``dataset`` stage output for ``params`` from the current ``anatomy`` output.
+def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) -> SynthesisResult:
+    """Build (or reuse) the synthesis output of ``params`` from the current segmentation output, and publish it.
 
-    Returns
-    -------
-    mrsisr.study.cache.StageOutput
-        The complete, published output folder (see CONTRIBUTING.md for its files).
+    Parameters
+    ----------
+    run_dir : path-like
+        The profile's run folder (``runs/<profile>``).
+    params : pydantic model
+        The stage's parameters (:func:`mrsisr.study.profiles.stage_parameters`).
+    progress : bool
+        Show a progress bar.
     """
-    keyed = stage_params(params)
-    anatomy = cache.current(run_dir, "anatomy")
-    output = cache.stage_output(run_dir, STAGE, keyed, upstream=[anatomy.key])
+    values = params.model_dump()
+    output = cache.open_stage(run_dir, STAGE, values, CACHE_VERSION)
+    anatomy = cache.current(run_dir, "segmentation")
     if not output.complete:
-        _build(anatomy, output, keyed, progress)
+        _build(anatomy, output, values, progress)
         output.mark_complete()
-    cache.publish(run_dir, output, exports=("manifest.json",))
-    return output
+    cache.publish(run_dir, output, exports=(MANIFEST,))
+    return read_result(output, anatomy, values)
+
+
+def read_result(output: cache.StageOutput, anatomy: cache.StageOutput, params: Mapping[str, Any]) -> SynthesisResult:
+    """Read a complete synthesis output into the result its notebook shows."""
+    metas = {split: load_split(output.path, split)[3] for split in SPLITS}
+    counts = pd.DataFrame(
+        {
+            split: {
+                "subjects": meta["subject"].nunique(),
+                "slices": len(meta) // len(KINDS),
+                "maps": len(meta),
+                "HGG maps": int((meta["grade"] == "HGG").sum()),
+                "LGG maps": int((meta["grade"] == "LGG").sum()),
+            }
+            for split, meta in metas.items()
+        }
+    ).T
+    shown = segmentation.read_result(anatomy)
+    maps, guide = figure_maps(anatomy, params, shown.figure_subject, shown.figure_slice)
+    tcho = maps["tCho"]
+    lowres = {"128x128 (truth)": tcho}
+    lowres |= {f"32x32, {method}": make_lowres(tcho, params["lowres_size"], method) for method in LOWRES_METHODS}
+    return SynthesisResult(
+        output=output,
+        counts=counts,
+        skipped=cache.read_json(output.path / MANIFEST)["skipped_subjects"],
+        table1=table1(),
+        figure_maps=maps,
+        figure_guide=guide,
+        lowres_examples=lowres,
+    )
 
 
 def _build(anatomy: cache.StageOutput, output: cache.StageOutput, keyed: dict[str, Any], progress: bool) -> None:
     subjects = pd.read_csv(anatomy.path / "subjects.csv", dtype={"subject": str})
     if subjects.empty:
         raise ValueError(f"{anatomy.path / 'subjects.csv'} lists no subject")
-    grid = MapGrid(keyed["map_size"], float(keyed["fov_mm"]), float(keyed["slice_thickness_mm"]))
+    grid = map_grid(keyed)
     seeds = subject_seeds(keyed["seed"], len(subjects))
     splits = split_subjects(
         subjects, keyed["n_test_subjects"], float(keyed["val_fraction"]), np.random.default_rng(seeds[0])
@@ -184,12 +232,12 @@ def _build(anatomy: cache.StageOutput, output: cache.StageOutput, keyed: dict[st
     parts: dict[str, list] = {split: [] for split in SPLITS}
     skipped = []
     rows = list(subjects.itertuples(index=False))
-    for index, row in enumerate(tqdm(rows, desc=STAGE, disable=not progress)):
+    for index, row in enumerate(tqdm(rows, desc=STAGE.name, disable=not progress)):
         split = split_of[row.subject]
         n_range = (
             (keyed["test_slices_per_subject"],) * 2 if split == "test" else (keyed["slices_min"], keyed["slices_max"])
         )
-        arrays = read_subject(anatomy, row.subject)
+        arrays = segmentation.read_subject(anatomy, row.subject)
         try:
             maps, guide, chosen = subject_maps(
                 arrays, row.grade, n_range, grid, np.random.default_rng(seeds[index + 1])
@@ -205,7 +253,7 @@ def _build(anatomy: cache.StageOutput, output: cache.StageOutput, keyed: dict[st
     manifest: dict[str, Any] = {"params": keyed, "anatomy_key": anatomy.key, "skipped_subjects": skipped, "splits": {}}
     for split in SPLITS:
         manifest["splits"][split] = _write_split(output.path, split, parts[split], keyed)
-    save_json(output.path / "manifest.json", manifest)
+    save_json(output.path / MANIFEST, manifest)
 
 
 def _write_split(folder: Path, split: str, entries: list, keyed: dict[str, Any]) -> dict[str, Any]:
@@ -219,9 +267,9 @@ def _write_split(folder: Path, split: str, entries: list, keyed: dict[str, Any])
     size = keyed["map_size"]
     hr_raw = np.stack(hr_maps) if hr_maps else np.zeros((0, size, size), np.float32)
     hr, scale = normalise(hr_raw)
-    lr = make_lowres(hr, keyed["lr_size"], keyed["lowres_method"])
+    lr = make_lowres(hr, keyed["lowres_size"], keyed["lowres_method"])
     guide = np.stack(guides).astype(np.float32) if guides else np.zeros((0, size, size), np.float32)
-    table = pd.DataFrame(meta, columns=list(META_COLUMNS[:-1]))
+    table = pd.DataFrame(meta, columns=list(SPLIT_COLUMNS[:-1]))
     table["scale"] = scale
     info: dict[str, Any] = {"maps": len(table), "subjects": sorted({row.subject for row, *_ in entries})}
     for name, array in (("hr", hr), ("lr", lr), ("guide", guide)):
@@ -256,7 +304,7 @@ def load_split(
     for name in ("lr", "guide", "hr"):
         path = folder / f"{split}_{name}.npy"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; run the synthesis stage (notebook 02) first")
+            raise FileNotFoundError(f"{path}: missing; run the synthesis stage first (`mrsisr run --stage synthesis`)")
         arrays.append(np.load(path, mmap_mode=mode, allow_pickle=False))
     meta = pd.read_csv(folder / f"{split}_meta.csv", dtype={"subject": str})
     if not len(meta) == len(arrays[0]) == len(arrays[1]) == len(arrays[2]):

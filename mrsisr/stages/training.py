@@ -1,96 +1,111 @@
-"""Stage ``model`` (notebook 03): train the network on the current dataset, or reuse a cached model.
+"""Stage ``training`` (notebook 03): train the network on the current synthesis output, or reuse a cached model.
 
-The output folder is keyed by the training parameters and the dataset's key. An interrupted run leaves its
-checkpoints in ``<key>/checkpoints/``; running the stage again with the same parameters resumes from there.
-Artifacts (CONTRIBUTING.md): ``model.keras`` (the lowest validation loss), ``history.csv`` and
-``training.json``, exported to ``runs/<profile>/model/``.
+The output folder is keyed by the training parameters and the synthesis output's key. An interrupted run
+leaves its checkpoints in ``<key>/checkpoints/``; running the stage again with the same parameters resumes
+from there. Artifacts: ``model.keras`` (the lowest validation loss), ``history.csv`` and ``training.json``,
+exported to ``runs/<profile>/training/``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
 
+import keras
 import pandas as pd
+from pydantic import BaseModel
 
 from mrsisr.network.model import build_model, count_parameters, load_model
 from mrsisr.network.train import TrainConfig, train
+from mrsisr.stages import get_stage
 from mrsisr.stages.synthesis import load_split
 from mrsisr.study import cache
 from mrsisr.study.atomic import atomic_path, save_json
 
-STAGE = "model"
-UPSTREAM = "dataset"
+STAGE = get_stage("training")
+# Bumped whenever the code trains a different model for the same parameters (architecture, training or
+# validation numerics), so that no stale model is reused.
+CACHE_VERSION = 5
 ARCHITECTURE = ("width", "mid_width", "n_pairs", "use_gdfn", "guided", "dtype_policy")
-TRAINING = (
-    "epochs", "batch_size", "learning_rate", "lr_schedule", "warmup_epochs", "clip_norm", "time_budget_min",
-    "strategy", "jit_compile",
-)
-PARAMS = ("seed", *ARCHITECTURE, *TRAINING)
 EXPORTS = ("model.keras", "history.csv", "training.json")
-# Bumped whenever the code trains a different model for the same parameters (architecture, training or validation
-# numerics), so no stale model is reused.
-ARCHITECTURE_VERSION = 4
 
 
-def stage_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters that key the ``model`` cache (taken from a full profile)."""
-    missing = [name for name in PARAMS if name not in params]
-    if missing:
-        raise ValueError(f"model stage parameters missing: {', '.join(missing)}")
-    return {name: params[name] for name in PARAMS} | {"architecture_version": ARCHITECTURE_VERSION}
+@dataclass(frozen=True)
+class TrainingResult:
+    """What notebook 03 shows.
+
+    Attributes
+    ----------
+    output : StageOutput
+    model : keras.Model
+        The trained network (lowest validation loss).
+    history : DataFrame
+        Per epoch: ``epoch, loss, val_loss, learning_rate, seconds``.
+    summary : dict
+        ``epochs_run, seconds, best_val_loss, train_samples_per_s, n_params, stopped_by_budget, architecture``.
+    """
+
+    output: cache.StageOutput
+    model: keras.Model
+    history: pd.DataFrame
+    summary: dict
+
+    @property
+    def glue_values(self) -> dict:
+        """The numbers the book's prose pages quote."""
+        names = ("n_params", "epochs_run", "best_val_loss")
+        values = {name: self.summary[name] for name in names}
+        return values | {"samples_per_s": self.summary["train_samples_per_s"], "minutes": self.summary["seconds"] / 60}
 
 
-def _load_split(dataset_dir, split: str, guided: bool):
-    lr, guide, hr, _ = load_split(dataset_dir, split)
-    return lr, (guide if guided else None), hr
+def architecture(params: BaseModel) -> dict:
+    """The keyword arguments of :func:`mrsisr.network.model.build_model` that ``params`` set."""
+    return {name: getattr(params, name) for name in ARCHITECTURE}
 
 
-def run_training_stage(
-    run_dir: str | os.PathLike, params: Mapping[str, Any], progress: bool = True
-) -> cache.StageOutput:
-    """Train (or reuse) the ``model`` stage output of ``params`` under ``run_dir``.
+def train_config(params: BaseModel) -> TrainConfig:
+    """The training settings that ``params`` set (validated already by the parameter model)."""
+    return TrainConfig(
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        learning_rate=params.learning_rate,
+        lr_schedule=params.learning_rate_schedule,
+        warmup_epochs=params.warmup_epochs,
+        clip_norm=params.clip_norm,
+        time_budget_min=params.time_budget_min,
+        seed=params.seed,
+        strategy=params.strategy,
+        jit_compile=params.jit_compile,
+    )
+
+
+def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) -> TrainingResult:
+    """Train (or reuse) the network of ``params`` on the current synthesis output, and publish it.
 
     Parameters
     ----------
     run_dir : path-like
-        The profile's run folder (``runs/<profile>``), holding the ``dataset`` stage output.
-    params : mapping
-        Profile parameters; those in :data:`PARAMS` are used.
+        The profile's run folder (``runs/<profile>``).
+    params : pydantic model
+        The stage's parameters (:func:`mrsisr.study.profiles.stage_parameters`).
     progress : bool
-        Show tqdm progress bars.
-
-    Returns
-    -------
-    mrsisr.study.cache.StageOutput
-        The complete, published output folder.
+        Show progress bars.
     """
-    keyed = stage_params(params)
-    dataset = cache.current(run_dir, UPSTREAM)
-    output = cache.stage_output(run_dir, STAGE, keyed, upstream=[dataset.key])
+    output = cache.open_stage(run_dir, STAGE, params.model_dump(), CACHE_VERSION)
     if not output.complete:
-        guided = bool(keyed["guided"])
-        config = TrainConfig(
-            epochs=int(keyed["epochs"]),
-            batch_size=int(keyed["batch_size"]),
-            learning_rate=float(keyed["learning_rate"]),
-            lr_schedule=str(keyed["lr_schedule"]),
-            warmup_epochs=float(keyed["warmup_epochs"]),
-            clip_norm=float(keyed["clip_norm"]),
-            time_budget_min=float(keyed["time_budget_min"]),
-            seed=int(keyed["seed"]),
-            strategy=str(keyed["strategy"]),
-            jit_compile=bool(keyed["jit_compile"]),
-        )
-        architecture = {name: keyed[name] for name in ARCHITECTURE}
+        dataset = cache.current(run_dir, "synthesis").path
+        guided = params.guided
+        splits = {}
+        for split in ("train", "val"):
+            lr, guide, hr, _ = load_split(dataset, split)
+            splits[split] = (lr, guide if guided else None, hr)
+        shape = architecture(params)
         result = train(
-            lambda: build_model(**architecture),
-            _load_split(dataset.path, "train", guided),
-            _load_split(dataset.path, "val", guided),
-            config,
+            lambda: build_model(**shape),
+            splits["train"],
+            splits["val"],
+            train_config(params),
             output.path / "checkpoints",
             progress=progress,
         )
@@ -100,17 +115,19 @@ def run_training_stage(
         summary = result.info | {
             "n_params": count_parameters(result.model),
             "stopped_by_budget": result.stopped_by_budget,
-            "architecture": architecture,
+            "architecture": shape,
         }
         save_json(output.path / "training.json", summary)
         output.mark_complete()
     cache.publish(run_dir, output, exports=EXPORTS)
-    return output
+    return read_result(output)
 
 
-def read_training(output: cache.StageOutput) -> tuple[Any, pd.DataFrame, dict]:
-    """Return the trained model, its history and the training summary of a complete stage output."""
-    model = load_model(output.path / "model.keras")
-    history = pd.read_csv(output.path / "history.csv")
-    summary = json.loads((output.path / "training.json").read_text())
-    return model, history, summary
+def read_result(output: cache.StageOutput) -> TrainingResult:
+    """Read a complete training output: the model, its history and the training summary."""
+    return TrainingResult(
+        output=output,
+        model=load_model(output.path / "model.keras"),
+        history=pd.read_csv(output.path / "history.csv"),
+        summary=cache.read_json(output.path / "training.json"),
+    )

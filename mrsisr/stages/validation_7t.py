@@ -18,32 +18,83 @@ how well each method recovers a 64 x 64 acquisition from its 32 x 32 central k-s
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 
 from mrsisr.maps.kspace import fourier_resample
 from mrsisr.mrsi.io import SUFFIXES, MRSIVolume, check_same_field_of_view, load_mrsi_volume, metabolite_from_name
 from mrsisr.mrsi.standin_7t import STANDIN_LABEL, make_standin, write_standin
-from mrsisr.network import packaged as default_model
-from mrsisr.study.atomic import atomic_path, save_json, save_npz
-from mrsisr.study.cache import StageOutput, current, publish, stage_output
+from mrsisr.network import packaged
+from mrsisr.network.model import is_guided, load_model, predict
+from mrsisr.scoring import lpips
+from mrsisr.scoring.baselines import interpolate_all
+from mrsisr.scoring.tables import REFERENCE_METHOD, evaluate_predictions, write_results
+from mrsisr.stages import get_stage
+from mrsisr.study import cache
+from mrsisr.study.atomic import atomic_path, file_sha256, save_json, save_npz
 from mrsisr.upscale import guide_slices
 
-VALIDATION_STAGE = "validation"
+STAGE = get_stage("validation_7t")
+CACHE_VERSION = 2
 REFERENCE_SIZE = 128
 LR_SIZE = 32
 GUIDE_TOKENS = ("flair", "t1", "t1w")
 FIGURE_FILE = "figure4.npz"
 RECORD_FILE = "validation.json"
-EXPORTS = ("metrics.csv", "table2.csv", "table2_by_kind.csv", "statistics.csv", "slices.csv", FIGURE_FILE, RECORD_FILE)
+TABLES = ("table2.csv", "table2_by_kind.csv", "statistics.csv")
+EXPORTS = ("metrics.csv", *TABLES, "slices.csv", FIGURE_FILE, RECORD_FILE)
 #: The paper's 7T validation (two glioblastoma patients of the open Vienna 7T 3D-CRT-MRSI data): mean MSE.
 PAPER_MSE = {"model": 0.0016, "spline": 0.0035, "nearest": 0.0044}
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """What notebook 05 shows.
+
+    Attributes
+    ----------
+    output : StageOutput
+    record : dict
+        ``is_standin``, ``data`` (a sentence naming the data), ``data_short``, ``model``, ``guided``,
+        ``n_slices``, ``subjects``.
+    tables : dict of str to DataFrame
+        ``table2.csv``, ``table2_by_kind.csv`` and ``statistics.csv`` by file name.
+    figure : dict of str to ndarray
+        Figure 4's arrays (``reference``, ``lowres``, ``guide``, ``kinds``, ``slice``, ``pred_<method>``).
+    """
+
+    output: cache.StageOutput
+    record: dict
+    tables: dict
+    figure: dict
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Overall means, SDs and p-values per method."""
+        return self.tables["table2.csv"]
+
+    @property
+    def paper_comparison(self) -> pd.DataFrame:
+        """Mean MSE of each method here beside the paper's 7T validation (NaN where the paper has none)."""
+        ours = self.summary.set_index("method")["mse_mean"]
+        columns = {"MSE, paper (7T, 2 patients)": pd.Series(PAPER_MSE), "MSE, here": ours}
+        return pd.DataFrame(columns).reindex(ours.index)
+
+    @property
+    def glue_values(self) -> dict:
+        """The numbers the book's prose pages quote."""
+        overall = self.summary.set_index("method")
+        values = {f"mse_{method}": float(overall.loc[method, "mse_mean"]) for method in ("model", "spline", "nearest")}
+        return values | {
+            "is_standin": bool(self.record["is_standin"]),
+            "data": self.record["data"],
+            "n_slices": int(self.record["n_slices"]),
+        }
 
 
 def validation_slices(
@@ -117,11 +168,6 @@ def find_mrsi_files(mrsi_dir: str | os.PathLike) -> dict[str, dict[str, Path]]:
     return found
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (for the stage cache key)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def choose_model(run_dir: str | os.PathLike, guided_input: bool):
     """Return (model, description): the run's trained model, or the packaged unguided one when no guide exists.
 
@@ -129,13 +175,11 @@ def choose_model(run_dir: str | os.PathLike, guided_input: bool):
     FLAIR-guided: for real maps without a co-registered FLAIR/T1 the packaged default model is used if
     it is unguided; otherwise a ValueError says what is missing.
     """
-    from mrsisr.network.model import is_guided, load_model
-
-    trained = current(run_dir, "model")
+    trained = cache.current(run_dir, "training")
     model = load_model(trained.path / "model.keras")
     if guided_input or not is_guided(model):
         return model, f"the run's trained model ({trained.key})"
-    fallback = load_model(default_model.default_model_path())
+    fallback = load_model(packaged.default_model_path())
     if not is_guided(fallback):
         return fallback, "the packaged unguided default model (no guide available)"
     raise ValueError(
@@ -144,105 +188,110 @@ def choose_model(run_dir: str | os.PathLike, guided_input: bool):
     )
 
 
-def run_validation(
-    run_dir: str | os.PathLike,
-    mrsi_dir: str = "",
-    mrsi_guide: str = "",
-    seed: int = 0,
-    methods: Sequence[str] = ("nearest", "spline"),
-    min_brain_fraction: float = 0.3,
-    standin_grade: str = "HGG",
-    standin_noise: float = 0.05,
-) -> StageOutput:
-    """Run (or reuse) the ``validation`` stage: the protocol on every map, metrics, tables and Figure 4 data.
+def _subjects(params: BaseModel) -> dict[str, dict[str, Path]]:
+    """The real MRSI files of ``mrsi_dir``, by subject, with the guide that ``mrsi_guide`` names."""
+    subjects = find_mrsi_files(params.mrsi_dir)
+    if params.mrsi_guide:
+        if len(subjects) != 1:
+            raise ValueError(
+                f"mrsi_guide {params.mrsi_guide} given for {len(subjects)} subjects; "
+                "put one flair file in each subject's folder instead"
+            )
+        next(iter(subjects.values()))["guide"] = Path(params.mrsi_guide)
+    return subjects
+
+
+def run(run_dir: str | os.PathLike, params: BaseModel) -> ValidationResult:
+    """Run (or reuse) the protocol on every map of the real or stand-in MRSI data; tables and Figure 4's data.
 
     With an empty ``mrsi_dir`` the stand-in (:mod:`mrsisr.mrsi.standin_7t`) is simulated and written as
     NIfTI into the stage folder, then read back through the same path as real files. The cache key
     covers every parameter, the bytes of real input files and of the packaged default model, and the
-    key of the ``model`` stage.
+    key of the training output.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The profile's run folder (``runs/<profile>``).
+    params : pydantic model
+        The stage's parameters (:func:`mrsisr.study.profiles.stage_parameters`).
     """
-    from mrsisr.network.model import is_guided, predict
-    from mrsisr.stages import evaluation
-
-    params: dict = {
-        "mrsi_dir": str(mrsi_dir),
-        "mrsi_guide": str(mrsi_guide),
-        "seed": int(seed),
-        "methods": list(methods),
-        "min_brain_fraction": float(min_brain_fraction),
-        "lpips_weights": evaluation.lpips_weights_digest(),
-        "packaged_model": file_digest(default_model.DEFAULT_MODEL) if default_model.DEFAULT_MODEL.is_file() else "",
+    default = packaged.DEFAULT_MODEL
+    values = params.model_dump() | {
+        "lpips_weights": lpips.weights_digest(),
+        "packaged_model": file_sha256(default) if default.is_file() else "",
     }
-    if mrsi_dir:
-        subjects = find_mrsi_files(mrsi_dir)
-        if mrsi_guide:
-            if len(subjects) != 1:
-                raise ValueError(
-                    f"mrsi_guide {mrsi_guide} given for {len(subjects)} subjects; put one flair file per subject folder"
-                )
-            next(iter(subjects.values()))["guide"] = Path(mrsi_guide)
-        params["files"] = {s: {r: file_digest(p) for r, p in files.items()} for s, files in subjects.items()}
-    else:
-        params |= {"standin_grade": standin_grade, "standin_noise": float(standin_noise)}
-    trained = current(run_dir, "model")
-    output = stage_output(run_dir, VALIDATION_STAGE, params, [trained.key])
+    subjects = _subjects(params) if params.mrsi_dir else {}
+    values["files"] = {s: {r: file_sha256(p) for r, p in files.items()} for s, files in subjects.items()}
+    output = cache.open_stage(run_dir, STAGE, values, CACHE_VERSION)
     if not output.complete:
-        if not mrsi_dir:
-            paths = write_standin(output.path / "standin", make_standin(seed, standin_grade, standin_noise))
+        if not params.mrsi_dir:
+            standin = make_standin(params.seed, params.standin_grade, params.standin_noise)
+            paths = write_standin(output.path / "standin", standin)
             subjects = {"standin": {**{k: p for k, p in paths.items() if k != "flair"}, "guide": paths["flair"]}}
-        grade = standin_grade if not mrsi_dir else "unknown"
-        parts = []
-        for subject, files in subjects.items():
-            guide = load_mrsi_volume(files["guide"], guide=True) if "guide" in files else None
-            for kind, path in files.items():
-                if kind == "guide":
-                    continue
-                volume = load_mrsi_volume(path, metabolite=kind)
-                if guide is not None:
-                    check_same_field_of_view(volume, guide)
-                parts.append(validation_slices(volume, subject, grade, min_brain_fraction, guide))
-        hr, lr = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        guides = None if any(p[2] is None for p in parts) else np.concatenate([p[2] for p in parts])
-        meta = pd.concat([p[3] for p in parts], ignore_index=True)
-        model, model_description = choose_model(run_dir, guides is not None)
-        predictions = {evaluation.REFERENCE_METHOD: predict(model, lr, guides if is_guided(model) else None)}
-        predictions |= evaluation.baseline_predictions(lr, methods)
-        metrics = evaluation.evaluate_predictions(predictions, hr, meta)
-        evaluation.write_results(output.path, metrics)
-        with atomic_path(output.path / "slices.csv", suffix=".csv") as tmp:
-            meta.to_csv(tmp, index=False)
-        shown = figure_slice(meta)
-        anatomy = {"guide": guides[shown]} if guides is not None else {}
-        save_npz(
-            output.path / FIGURE_FILE,
-            reference=hr[shown],
-            lowres=lr[shown],
-            kinds=meta["kind"].to_numpy()[shown].astype(str),
-            slice=meta["slice"].to_numpy()[shown],
-            **anatomy,
-            **{f"pred_{method}": pred[shown] for method, pred in predictions.items()},
-        )
-        save_json(
-            output.path / RECORD_FILE,
-            {
-                "is_standin": not mrsi_dir,
-                "data": STANDIN_LABEL if not mrsi_dir else f"MRSI maps from {mrsi_dir}",
-                "data_short": "STAND-IN (simulated)" if not mrsi_dir else "real MRSI",
-                "model": model_description,
-                "guided": bool(is_guided(model)),
-                "n_slices": int(len(meta)),
-                "subjects": sorted(subjects),
-            },
-        )
+        _validate(run_dir, output, params, subjects)
         output.mark_complete()
-    publish(run_dir, output, exports=EXPORTS)
-    return output
+    cache.publish(run_dir, output, exports=EXPORTS)
+    return read_result(output)
 
 
-def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean MSE of each method here beside the paper's 7T validation (NaN where the paper has none)."""
-    ours = summary.set_index("method")["mse_mean"]
-    return pd.DataFrame({"MSE, paper (7T, 2 patients)": pd.Series(PAPER_MSE), "MSE, here": ours}).reindex(ours.index)
+def _validate(run_dir, output: cache.StageOutput, params: BaseModel, subjects: dict) -> None:
+    grade = params.standin_grade if not params.mrsi_dir else "unknown"
+    parts = []
+    for subject, files in subjects.items():
+        guide = load_mrsi_volume(files["guide"], guide=True) if "guide" in files else None
+        for kind, path in files.items():
+            if kind == "guide":
+                continue
+            volume = load_mrsi_volume(path, metabolite=kind)
+            if guide is not None:
+                check_same_field_of_view(volume, guide)
+            parts.append(validation_slices(volume, subject, grade, params.val_min_brain_fraction, guide))
+    hr, lr = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    guides = None if any(p[2] is None for p in parts) else np.concatenate([p[2] for p in parts])
+    meta = pd.concat([p[3] for p in parts], ignore_index=True)
+    model, model_description = choose_model(run_dir, guides is not None)
+    predictions = {REFERENCE_METHOD: predict(model, lr, guides if is_guided(model) else None)}
+    predictions |= interpolate_all(lr, params.methods)
+    write_results(output.path, evaluate_predictions(predictions, hr, meta))
+    with atomic_path(output.path / "slices.csv", suffix=".csv") as tmp:
+        meta.to_csv(tmp, index=False)
+    shown = figure_slice(meta)
+    anatomy = {"guide": guides[shown]} if guides is not None else {}
+    save_npz(
+        output.path / FIGURE_FILE,
+        reference=hr[shown],
+        lowres=lr[shown],
+        kinds=meta["kind"].to_numpy()[shown].astype(str),
+        slice=meta["slice"].to_numpy()[shown],
+        **anatomy,
+        **{f"pred_{method}": pred[shown] for method, pred in predictions.items()},
+    )
+    is_standin = not params.mrsi_dir
+    save_json(
+        output.path / RECORD_FILE,
+        {
+            "is_standin": is_standin,
+            "data": STANDIN_LABEL if is_standin else f"MRSI maps from {params.mrsi_dir}",
+            "data_short": "STAND-IN (simulated)" if is_standin else "real MRSI",
+            "model": model_description,
+            "guided": bool(is_guided(model)),
+            "n_slices": int(len(meta)),
+            "subjects": sorted(subjects),
+        },
+    )
+
+
+def read_result(output: cache.StageOutput) -> ValidationResult:
+    """Read a complete validation output into the result its notebook shows."""
+    with np.load(output.path / FIGURE_FILE, allow_pickle=False) as data:
+        figure = {name: data[name] for name in data.files}
+    return ValidationResult(
+        output=output,
+        record=cache.read_json(output.path / RECORD_FILE),
+        tables={name: pd.read_csv(output.path / name) for name in TABLES},
+        figure=figure,
+    )
 
 
 def figure_slice(meta: pd.DataFrame) -> np.ndarray:
@@ -261,46 +310,3 @@ def figure_slice(meta: pd.DataFrame) -> np.ndarray:
     ranked = choline.sort_values("scale") if len(choline) else candidates.sort_values("brain_fraction")
     best = ranked["slice"].iloc[-1]
     return rows.index[rows["slice"] == best].to_numpy()
-
-
-def plot_figure4(data: dict, methods: Sequence[str], title: str) -> plt.Figure:
-    """Figure 4: per metabolite, the guide (first row) or the 32 x 32 input, the reference, the upscaled maps, errors.
-
-    Parameters
-    ----------
-    data : dict
-        The arrays of ``figure4.npz`` (``reference``, ``lowres``, ``guide``, ``kinds``, ``pred_<method>``).
-    methods : sequence of str
-        Methods to show, e.g. ``("model", "spline", "nearest")``.
-    title : str
-        Figure title (says "STAND-IN" for the simulated volume).
-    """
-    from mrsisr.scoring.metrics import error_maps
-
-    kinds = list(data["kinds"])
-    n_cols = 2 + 2 * len(methods)
-    fig, axes = plt.subplots(len(kinds), n_cols, figsize=(1.7 * n_cols, 1.9 * len(kinds) + 0.6), squeeze=False)
-    for row, kind in enumerate(kinds):
-        reference = data["reference"][row]
-        has_anatomy = row == 0 and "guide" in data
-        first = ("anatomy (guide)", data["guide"][row]) if has_anatomy else ("input 32x32", data["lowres"][row])
-        panels = [first, (f"{kind} reference", reference)]
-        panels += [(method, np.clip(data[f"pred_{method}"][row], 0, 1)) for method in methods]
-        for col, (label, image) in enumerate(panels):
-            axes[row, col].imshow(
-                image.T, origin="lower", cmap="gray" if col == 0 and has_anatomy else "viridis", vmin=0, vmax=1
-            )
-            axes[row, col].set_title(label, fontsize=7)
-        errors = [error_maps(data[f"pred_{method}"][row], reference) for method in methods]
-        limit = max(float(np.percentile(np.abs(e), 99.5)) for e in errors) or 1.0
-        for offset, (method, error) in enumerate(zip(methods, errors, strict=True)):
-            mse = float(np.mean(error**2))
-            ax = axes[row, len(panels) + offset]
-            ax.imshow(error.T, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit)
-            ax.set_title(f"{method} error\nMSE {mse:.2g} RMSE {np.sqrt(mse):.2g}", fontsize=7)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig

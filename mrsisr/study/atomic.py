@@ -7,9 +7,9 @@ mistake for a result.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,27 +50,13 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
-@contextlib.contextmanager
-def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside ``dest``; rename it onto ``dest`` if the block succeeds.
-
-    An existing ``dest`` is replaced only after the new content is complete.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        yield tmp
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+def file_sha256(path: str | os.PathLike) -> str:
+    """Return the hex sha256 digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:

@@ -9,7 +9,6 @@ stage timings, machine, package versions) are copied beside them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,8 +20,10 @@ from pathlib import Path
 
 import nbformat
 
+from mrsisr.stages import STAGES, Stage
 from mrsisr.study.atomic import atomic_path, save_text
-from mrsisr.study.profiles import STAGES, Stage
+from mrsisr.study.cache import current, read_json
+from mrsisr.study.profiles import declared_parameters
 from mrsisr.study.runner import REPO_ROOT, RUN_RECORD
 
 EXECUTED_DIR = Path("book") / "executed"
@@ -58,45 +59,47 @@ def check_executed(path: Path) -> nbformat.NotebookNode:
     return notebook
 
 
-def check_order(
-    notebooks: dict[str, nbformat.NotebookNode], profile: str, stages: Sequence[Stage] = STAGES
-) -> None:
-    """Refuse executed notebooks that finished before a notebook whose results they read (stale results).
+def check_consistency(run_dir: Path, record: dict, stages: Sequence[Stage] = STAGES) -> None:
+    """Refuse a run whose pages would mix results of different inputs or parameters.
 
-    Only the stages' ``upstream`` relations count: re-running evaluation alone leaves the 7T validation
-    (which reads only the trained model) valid, but re-running training makes both stale. A stage that reads a
-    stale stage is stale too.
-
-    Parameters
-    ----------
-    notebooks : dict
-        Executed notebooks by file name.
-    profile : str
-        The run's profile, for the command the error suggests.
-    stages : sequence of Stage
-        The stages in order, with their notebook names and upstream stages.
+    Three checks, from the stage caches (not from timestamps): each page shows the cache output its stage
+    last published; each stage was built from the outputs its upstream stages last published (re-running
+    evaluation alone leaves the 7T validation valid, re-running training makes both stale, and a stage
+    that reads a stale stage is stale too); and a parameter that several stages read (``seed``,
+    ``methods``) has one value across them.
 
     Raises
     ------
     RuntimeError
-        Naming the first stale notebook and the newer notebook it reads, and the command that runs every
-        stale stage again.
+        Naming what disagrees and the command that runs the stale stages again.
     """
-    by_name = {stage.name: stage for stage in stages}
-    end = {stage.name: notebooks[stage.notebook].metadata.papermill.get("end_time") or "" for stage in stages}
-    stale: list[str] = []
-    reason = ""
+    outputs = {stage.name: current(run_dir, stage.name) for stage in stages}
+    problems, stale = [], []
     for stage in stages:
-        newer = [name for name in stage.upstream if end[stage.name] < end[name]]
-        if newer and not reason:
-            reason = f"{stage.notebook} was executed before {by_name[newer[0]].notebook}, whose results it reads"
-        if newer or any(name in stale for name in stage.upstream):
+        shown = record["stages"].get(stage.name, {}).get("key")
+        if shown != outputs[stage.name].key:
+            problems.append(f"the page of {stage.name} shows output {shown}, not its current {outputs[stage.name].key}")
             stale.append(stage.name)
-    if stale:
-        rerun = " ".join(f"--stage {name}" for name in stale)
+        for name in stage.upstream:
+            if outputs[stage.name].upstream.get(name) != outputs[name].key or name in stale:
+                problems.append(f"{stage.name} was built from an older {name} output")
+                stale.append(stage.name)
+                break
+    seen: dict[str, tuple[str, object]] = {}
+    declared = declared_parameters()
+    for stage in stages:
+        for name, value in outputs[stage.name].params.items():
+            if name not in declared:
+                continue
+            first = seen.setdefault(name, (stage.name, value))
+            if first[1] != value:
+                problems.append(f"{first[0]} ran with {name}={first[1]!r} but {stage.name} with {name}={value!r}")
+                stale.append(stage.name)
+    if problems:
+        rerun = " ".join(f"--stage {name}" for name in dict.fromkeys(s.name for s in stages if s.name in stale))
         raise RuntimeError(
-            f"{reason}, so it shows results of older inputs: run `mrsisr run --profile {profile} {rerun}` "
-            "(with the run's --set options, if any) and build the book again"
+            f"the run {run_dir} mixes results: {'; '.join(problems)}. Run "
+            f"`mrsisr run --profile {run_dir.name} {rerun}` with the --set options you want, and build the book again"
         )
 
 
@@ -111,22 +114,23 @@ def tag_for_display(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def run_summary(record: dict) -> str:
-    """Return a MyST snippet describing the run: profile, overrides, stage timings, machine, versions."""
+    """Return a MyST snippet describing the run: profile, each stage's overrides and time, machine, versions."""
     lines = [
-        f"Profile **{record['profile']}**"
-        + (f", overrides `{record['overrides']}`" if record.get("overrides") else ", no overrides")
-        + ".",
+        f"Profile **{record['profile']}**.",
         "",
-        "| stage | notebook | wall time (s) | finished (UTC) |",
-        "|---|---|---:|---|",
+        "| stage | notebook | overrides (`--set`) | wall time (s) | finished (UTC) |",
+        "|---|---|---|---:|---|",
     ]
     total = 0.0
     for stage in STAGES:
         info = record["stages"].get(stage.name)
         if info:
             total += info["seconds"]
-            lines.append(f"| {stage.name} | {info['notebook']} | {info['seconds']:.1f} | {info['finished']} |")
-    lines += [f"| **all** | | **{total:.1f}** | |", ""]
+            overrides = ", ".join(f"`{k}={v}`" for k, v in info.get("overrides", {}).items()) or "none"
+            lines.append(
+                f"| {stage.name} | {info['notebook']} | {overrides} | {info['seconds']:.1f} | {info['finished']} |"
+            )
+    lines += [f"| **all** | | | **{total:.1f}** | |", ""]
     machine = record.get("machine", {})
     lines.append(
         f"Machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPU cores, "
@@ -153,9 +157,9 @@ def stage_executed_copies(run_dir: Path, root: Path) -> Path:
     record_path = run_dir / RUN_RECORD
     if not record_path.is_file():
         raise FileNotFoundError(f"{record_path}: no run record; run `mrsisr run --profile {run_dir.name}` first")
-    record = json.loads(record_path.read_text())
+    record = read_json(record_path)
     notebooks = {stage.notebook: check_executed(run_dir / "notebooks" / stage.notebook) for stage in STAGES}
-    check_order(notebooks, run_dir.name)
+    check_consistency(run_dir, record)
 
     executed = root / EXECUTED_DIR
     if executed.exists():

@@ -1,13 +1,14 @@
 """Execute the study's notebooks with papermill, stage by stage, into ``runs/<profile>/notebooks/``.
 
-Each notebook receives the parameters its ``parameters`` cell declares, with the values of the chosen
-profile (``mrsisr/study/profiles.yaml`` plus ``--set`` overrides), and three injected ones: ``profile``,
-``run_dir`` and ``figures_dir`` (absolute paths). A failing cell stops the run with that cell's error.
+Every parameter is validated before the first stage starts. Each notebook receives ``profile``,
+``run_dir`` and ``figures_dir`` (absolute paths) and the ``--set`` values of its own stage's parameters;
+the notebook reads the rest from the profile (:class:`mrsisr.study.notebook.StagePage`). ``run.json``
+records, per stage, the overrides it ran with, its effective parameters and the key of the cache output it
+published. A failing cell stops the run with that cell's error.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -21,8 +22,10 @@ import papermill
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from papermill.exceptions import PapermillExecutionError
 
+from mrsisr.stages import STAGES, Stage, select_stages
 from mrsisr.study.atomic import atomic_path, save_json
-from mrsisr.study.profiles import Stage, load_profile, parse_overrides, select_stages
+from mrsisr.study.cache import current, read_json
+from mrsisr.study.profiles import load_profile, parse_overrides, stage_parameter_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -49,21 +52,27 @@ def ensure_kernel() -> None:
         install(prefix=sys.prefix, kernel_name=KERNEL_NAME)
 
 
-def notebook_parameters(params: Mapping[str, Any], notebook: Path, profile: str, run_dir: Path,
-                        figures_dir: Path) -> dict[str, Any]:
-    """Return the parameters to inject into ``notebook``: those it declares, plus the injected ones.
+def notebook_parameters(
+    stage: Stage, notebook: Path, overrides: Mapping[str, Any], profile: str, run_dir: Path, figures_dir: Path
+) -> dict[str, Any]:
+    """Return the parameters to inject into ``notebook``: the run's paths and its stage's ``--set`` values.
 
     Raises
     ------
     ValueError
-        If the notebook has no cell tagged ``parameters``.
+        If the notebook has no cell tagged ``parameters`` declaring ``profile``, ``run_dir`` and ``figures_dir``.
     """
     declared = papermill.inspect_notebook(str(notebook))
-    if not declared:
-        raise ValueError(f"{notebook}: no cell tagged 'parameters' (or it declares nothing)")
-    chosen = {name: params[name] for name in declared if name in params and name not in INJECTED}
-    chosen.update(profile=profile, run_dir=str(run_dir), figures_dir=str(figures_dir))
-    return chosen
+    missing = [name for name in INJECTED if name not in declared]
+    if missing:
+        raise ValueError(f"{notebook}: its cell tagged 'parameters' does not declare {', '.join(missing)}")
+    own = set(stage_parameter_names(stage.name))
+    chosen = {name: _injectable(value) for name, value in overrides.items() if name in own}
+    return chosen | {"profile": profile, "run_dir": str(run_dir), "figures_dir": str(figures_dir)}
+
+
+def _injectable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def execute_stage(stage: Stage, notebook: Path, output: Path, parameters: Mapping[str, Any]) -> None:
@@ -143,7 +152,8 @@ def run_study(
         override_values = dict(overrides or {})
     else:
         override_values = parse_overrides(overrides)
-    params = load_profile(profile, override_values)
+    params = load_profile(profile, override_values)  # every value checked before any stage starts
+    validated_overrides = {name: params[name] for name in override_values}
     selected = select_stages(stages)
     notebook_dir = Path(NOTEBOOK_DIR if notebook_dir is None else notebook_dir).resolve()
     missing = [s.notebook for s in selected if not (notebook_dir / s.notebook).is_file()]
@@ -157,29 +167,45 @@ def run_study(
     figures.mkdir(parents=True, exist_ok=True)
     ensure_kernel()
 
+    remove_leftovers(run_dir)
     record = _read_record(run_dir)
-    record.update(profile=profile, overrides=override_values, figures_dir=str(figures))
+    record.update(profile=profile, figures_dir=str(figures))
     for number, stage in enumerate(selected, start=1):
         notebook = notebook_dir / stage.notebook
         print(f"[{number}/{len(selected)}] {stage.name}: running {stage.notebook} ...", flush=True)
         start = time.perf_counter()
-        execute_stage(stage, notebook, out_dir / stage.notebook,
-                      notebook_parameters(params, notebook, profile, run_dir, figures))
+        injected = notebook_parameters(stage, notebook, validated_overrides, profile, run_dir, figures)
+        execute_stage(stage, notebook, out_dir / stage.notebook, injected)
         elapsed = time.perf_counter() - start
         print(f"[{number}/{len(selected)}] {stage.name}: done in {elapsed:.1f} s", flush=True)
         record["stages"][stage.name] = {
             "notebook": stage.notebook,
             "seconds": round(elapsed, 1),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "overrides": {name: value for name, value in injected.items() if name not in INJECTED},
+            "key": current(run_dir, stage.name).key,
         }
         save_json(run_dir / RUN_RECORD, record)
     return run_dir
 
 
+def remove_leftovers(run_dir: Path) -> None:
+    """Delete what killed runs leave behind: temporary notebook copies and empty stage cache folders.
+
+    Incomplete cache folders that hold files are kept: training resumes from their checkpoints.
+    """
+    for tmp in (run_dir / "notebooks").glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)
+    for stage in STAGES:
+        for folder in (run_dir / stage.name).glob("*"):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
 def _read_record(run_dir: Path) -> dict[str, Any]:
     """Return the run record of ``run_dir`` (stage timings, figures folder, machine), new or updated."""
     path = run_dir / RUN_RECORD
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    record = read_json(path) if path.is_file() else {}
     record.setdefault("stages", {})
     record["machine"] = {
         "python": platform.python_version(),
