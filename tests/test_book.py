@@ -19,8 +19,9 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
-from mrsisr.study.book import check_executed, check_order, find_raw_reprs, tag_for_display
-from mrsisr.study.profiles import STAGES
+from mrsisr.stages import STAGES, get_stage
+from mrsisr.study.book import check_consistency, check_executed, find_raw_reprs, tag_for_display
+from mrsisr.study.cache import current, publish, stage_output
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAPER_FIGURES = (
@@ -52,30 +53,53 @@ def test_failed_or_unexecuted_notebooks_are_refused(tmp_path):
         check_executed(tmp_path / "missing.ipynb")
 
 
-def test_notebooks_older_than_a_stage_they_read_are_refused():
-    def executed(end_time: str) -> nbformat.NotebookNode:
-        notebook = nbformat.v4.new_notebook()
-        notebook.metadata["papermill"] = {"end_time": end_time}
-        return notebook
-
-    in_order = {stage.notebook: executed(f"2026-01-01T10:0{i}") for i, stage in enumerate(STAGES)}
-    check_order(in_order, "demo")
-    # evaluation run again alone: the 7T validation reads only the model, so it stays valid
-    check_order(in_order | {"04_evaluation.ipynb": executed("2026-01-01T11:00")}, "demo")
-    # training run again alone: evaluation and validation show results of the old model
-    stale = "04_evaluation.ipynb was executed before 03_training.ipynb.*--profile demo --stage evaluation --stage vali"
-    with pytest.raises(RuntimeError, match=stale):
-        check_order(in_order | {"03_training.ipynb": executed("2026-01-01T11:00")}, "demo")
-    # synthesis run again alone: training and evaluation read it; validation reads the (now stale) model
-    every_later = "--stage training --stage evaluation --stage validation_7t`"
-    with pytest.raises(RuntimeError, match="03_training.ipynb was executed before 02_synthesis.ipynb.*" + every_later):
-        check_order(in_order | {"02_synthesis.ipynb": executed("2026-01-01T11:00")}, "ci")
+def _publish_run(run_dir: Path, seeds: dict[str, int] | None = None) -> dict:
+    """Fake a complete run: one published output per stage, each built from its upstream's current output."""
+    record: dict = {"profile": "demo", "stages": {}}
+    for stage in STAGES:
+        upstream = {name: current(run_dir, name) for name in stage.upstream}
+        output = stage_output(run_dir, stage.name, {"seed": (seeds or {}).get(stage.name, 0)}, upstream)
+        output.mark_complete()
+        publish(run_dir, output)
+        record["stages"][stage.name] = {"key": output.key}
+    return record
 
 
-def test_every_upstream_stage_is_an_earlier_stage():
-    names = [stage.name for stage in STAGES]
-    for position, stage in enumerate(STAGES):
-        assert set(stage.upstream) <= set(names[:position]), stage
+def _republish(run_dir: Path, name: str) -> None:
+    stage = get_stage(name)
+    upstream = {up: current(run_dir, up) for up in stage.upstream}
+    output = stage_output(run_dir, name, {"seed": 0, "changed": True}, upstream)
+    output.mark_complete()
+    publish(run_dir, output)
+
+
+def test_a_consistent_run_passes(tmp_path):
+    check_consistency(tmp_path, _publish_run(tmp_path))
+
+
+def test_a_page_that_shows_an_older_output_is_refused(tmp_path):
+    record = _publish_run(tmp_path)
+    _republish(tmp_path, "evaluation")  # evaluation run again outside the runner
+    with pytest.raises(RuntimeError, match="the page of evaluation shows output .*--stage evaluation`"):
+        check_consistency(tmp_path, record)
+
+
+def test_a_stage_built_from_an_older_upstream_output_is_stale_and_so_are_its_readers(tmp_path):
+    record = _publish_run(tmp_path)
+    _republish(tmp_path, "training")
+    record["stages"]["training"]["key"] = current(tmp_path, "training").key
+    with pytest.raises(RuntimeError) as caught:
+        check_consistency(tmp_path, record)
+    message = str(caught.value)
+    assert "evaluation was built from an older training output" in message
+    assert "validation_7t was built from an older training output" in message
+    assert "--stage evaluation --stage validation_7t`" in message and "--stage synthesis" not in message
+
+
+def test_stages_run_with_different_shared_parameters_are_refused(tmp_path):
+    record = _publish_run(tmp_path, seeds={"segmentation": 1})
+    with pytest.raises(RuntimeError, match="segmentation ran with seed=1 but synthesis with seed=0"):
+        check_consistency(tmp_path, record)
 
 
 def test_display_tags_hide_injected_parameters_and_collapse_plumbing():

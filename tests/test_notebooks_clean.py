@@ -1,4 +1,4 @@
-"""The committed notebooks: no outputs, exactly one ``parameters`` cell, parameters the profiles know."""
+"""The committed notebooks: one per stage, no outputs, a parameters cell that declares only the run's paths."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ import ast
 import nbformat
 import pytest
 
-from mrsisr.stages import training as training_stage
-from mrsisr.study.profiles import STAGES, load_profile
+from mrsisr.stages import STAGES
 from mrsisr.study.runner import INJECTED, NOTEBOOK_DIR
 
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+NOTEBOOKS = [NOTEBOOK_DIR / stage.notebook for stage in STAGES]
 
 
-def test_every_notebook_is_a_stage():
-    assert {p.name for p in NOTEBOOKS} <= {s.notebook for s in STAGES}
+def test_every_stage_has_its_notebook_and_nothing_else_is_there():
+    assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(p.name for p in NOTEBOOKS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -43,13 +42,17 @@ def declared_parameters(path) -> set[str]:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_one_parameters_cell_declaring_known_names(path):
-    declared = declared_parameters(path)
-    assert set(INJECTED) <= declared, f"{path.name}: the parameters cell must declare {INJECTED}"
-    unknown = declared - set(load_profile("demo")) - set(INJECTED)
-    assert not unknown, f"{path.name}: parameters not in profiles.yaml: {sorted(unknown)}"
+def test_parameters_cell_declares_the_run_and_no_default(path):
+    # the defaults live in profiles.yaml only; the page reads the profile and any injected values
+    assert declared_parameters(path) == set(INJECTED)
 
 
-def test_training_notebook_declares_every_parameter_of_its_stage():
-    missing = set(training_stage.PARAMS) - declared_parameters(NOTEBOOK_DIR / "03_training.ipynb")
-    assert not missing, f"03_training.ipynb does not declare {sorted(missing)}: the profile's values would be lost"
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_title_is_numbered_and_the_page_runs_its_own_stage(stage):
+    notebook = nbformat.read(NOTEBOOK_DIR / stage.notebook, as_version=4)
+    assert notebook.cells[0].source.startswith(f"# {stage.number:02d} · {stage.title}")
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    assert f'StagePage("{stage.name}", globals())' in code
+    assert code.count("page.run(") == 1
+    for plumbing in ("runs/", ".csv", ".npz", "current(", "savefig("):
+        assert plumbing not in code.replace('run_dir = "runs/demo"', ""), f"{stage.notebook} reaches into {plumbing}"

@@ -12,14 +12,22 @@ from conftest import write_notebook
 from jupyter_client.kernelspec import KernelSpecManager
 
 from mrsisr import cli
+from mrsisr.stages import get_stage
 from mrsisr.study import runner
-from mrsisr.study.profiles import load_profile
+from mrsisr.study.cache import current
 
 RECORD_PARAMETERS = (
     "import json, pathlib\n"
     "pathlib.Path(run_dir).mkdir(parents=True, exist_ok=True)\n"
+    "injected = {k: v for k, v in globals().items() if k in ('n_subjects', 'epochs', 'seed')}\n"
     "(pathlib.Path(run_dir) / (profile + '.json')).write_text(json.dumps(dict("
-    "profile=profile, run_dir=run_dir, figures_dir=figures_dir, seed=seed, epochs=epochs, local=local)))"
+    "profile=profile, run_dir=run_dir, figures_dir=figures_dir, injected=injected)))"
+)
+PUBLISH = (
+    "from mrsisr.study import cache\n"
+    "output = cache.stage_output(run_dir, STAGE, {})\n"
+    "output.mark_complete()\n"
+    "cache.publish(run_dir, output)"
 )
 
 
@@ -27,9 +35,9 @@ RECORD_PARAMETERS = (
 def notebooks(tmp_path, monkeypatch) -> Path:
     """A notebooks folder with a passing 01 and 02 and a failing 03, used as the repository's notebooks."""
     folder = tmp_path / "notebooks"
-    write_notebook(folder / "01_segmentation.ipynb", "seed = 0\nepochs = 1\nlocal = 'kept'\n", RECORD_PARAMETERS)
-    write_notebook(folder / "02_synthesis.ipynb", "seed = 0\n", "x = seed + 1")
-    write_notebook(folder / "03_training.ipynb", "seed = 0\n", "ok = 1", "raise ValueError(f'bad seed {seed}')")
+    write_notebook(folder / "01_segmentation.ipynb", RECORD_PARAMETERS, "STAGE = 'segmentation'\n" + PUBLISH)
+    write_notebook(folder / "02_synthesis.ipynb", "STAGE = 'synthesis'\n" + PUBLISH)
+    write_notebook(folder / "03_training.ipynb", "ok = 1", "raise ValueError(f'bad profile {profile}')")
     monkeypatch.setattr(runner, "NOTEBOOK_DIR", folder)
     return folder
 
@@ -38,30 +46,40 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
 
 
-def test_notebook_gets_its_declared_parameters_and_the_injected_ones(notebooks, tmp_path, capsys):
-    run_dir = runner.run_study("ci", ["segmentation"], ["epochs=5"], tmp_path / "runs", tmp_path / "figs")
+def test_notebook_gets_the_run_and_its_own_stages_overrides(notebooks, tmp_path, capsys):
+    overrides = ["n_subjects=5", "epochs=5"]  # n_subjects is a segmentation parameter, epochs a training one
+    run_dir = runner.run_study("ci", ["segmentation"], overrides, tmp_path / "runs", tmp_path / "figs")
     assert run_dir == (tmp_path / "runs" / "ci").resolve()
     seen = json.loads((run_dir / "ci.json").read_text())
     assert seen == {
         "profile": "ci",
         "run_dir": str(run_dir),
         "figures_dir": str((tmp_path / "figs").resolve()),
-        "seed": load_profile("ci")["seed"],
-        "epochs": 5,
-        "local": "kept",
+        "injected": {"n_subjects": 5},
     }
     executed = nbformat.read(run_dir / "notebooks" / "01_segmentation.ipynb", as_version=4)
     assert not executed.metadata.papermill.exception
-    assert "epochs" in executed.metadata.papermill.parameters
-    assert "n_subjects" not in executed.metadata.papermill.parameters  # not declared by the notebook
+    assert "epochs" not in executed.metadata.papermill.parameters
     out = capsys.readouterr().out
     assert "[1/1] segmentation: running 01_segmentation.ipynb" in out
     assert "[1/1] segmentation: done in" in out
     record = json.loads((run_dir / "run.json").read_text())
     assert record["profile"] == "ci"
-    assert record["overrides"] == {"epochs": 5}
-    assert set(record["stages"]) == {"segmentation"}
+    assert record["stages"]["segmentation"]["overrides"] == {"n_subjects": 5}
+    assert record["stages"]["segmentation"]["key"] == current(run_dir, "segmentation").key
     assert _leftovers(run_dir / "notebooks") == []
+
+
+def test_leftovers_of_killed_runs_are_removed(notebooks, tmp_path):
+    run_dir = tmp_path / "runs" / "ci"
+    (run_dir / "notebooks").mkdir(parents=True)
+    (run_dir / "notebooks" / ".01_segmentation.ipynb.tmp-1234").write_text("{}")
+    (run_dir / "training" / "0123456789abcdef").mkdir(parents=True)
+    (run_dir / "training" / "fedcba9876543210" / "checkpoints").mkdir(parents=True)
+    runner.run_study("ci", ["segmentation"], [], tmp_path / "runs", tmp_path / "figs")
+    assert _leftovers(run_dir / "notebooks") == []
+    assert not (run_dir / "training" / "0123456789abcdef").exists()
+    assert (run_dir / "training" / "fedcba9876543210").is_dir()  # holds files: training resumes from it
 
 
 def test_failing_cell_stops_the_run_with_the_cells_error(notebooks, tmp_path):
@@ -74,8 +92,8 @@ def test_failing_cell_stops_the_run_with_the_cells_error(notebooks, tmp_path):
     message = str(caught.value)
     # cell 4 of the executed copy: markdown, parameters, injected parameters, "ok = 1", the failing cell
     assert "stage 'training' (03_training.ipynb) failed in cell 4 of its executed copy" in message
-    assert "ValueError: bad seed 0" in message
-    assert "raise ValueError(f'bad seed {seed}')" in message
+    assert "ValueError: bad profile ci" in message
+    assert "raise ValueError(f'bad profile {profile}')" in message
     assert (out_dir / "02_synthesis.ipynb").is_file()
     assert (out_dir / "01_segmentation.ipynb").is_file()  # stages run in study order
     assert not (out_dir / "03_training.ipynb").exists()
@@ -99,7 +117,7 @@ def test_cli_exits_non_zero_and_prints_the_cells_error(notebooks, tmp_path, caps
         ]
     )
     assert status == 1
-    assert "ValueError: bad seed 0" in capsys.readouterr().err
+    assert "ValueError: bad profile ci" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -108,7 +126,10 @@ def test_cli_exits_non_zero_and_prints_the_cells_error(notebooks, tmp_path, caps
         (["--profile", "fast"], "unknown profile 'fast'; valid profiles: ci, demo, paper"),
         (["--stage", "train"], "unknown stage 'train'; valid stages: segmentation, synthesis, training, evaluation"),
         (["--set", "epoch=3"], "unknown parameter(s) epoch in --set; valid parameters:"),
-        (["--set", "epochs"], "--set expects key=value"),
+        (["--set", "epochs"], "--set expects name=value"),
+        (["--set", "epochs=-1"], "parameter epochs=-1: must be greater than or equal to 1"),
+        (["--set", "seed=1.5"], "parameter seed=1.5: must be a valid integer"),
+        (["--set", "epochs=[1"], "the value is not a plain value"),
     ],
 )
 def test_cli_refuses_unknown_names_with_the_valid_list(notebooks, tmp_path, capsys, args, expected):
@@ -126,8 +147,8 @@ def test_missing_notebook_is_named(notebooks, tmp_path):
 def test_notebook_without_parameters_cell_is_refused(tmp_path):
     notebook = tmp_path / "plain.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), notebook)
-    with pytest.raises(ValueError, match="plain.ipynb: no cell tagged 'parameters'"):
-        runner.notebook_parameters({}, notebook, "ci", tmp_path, tmp_path)
+    with pytest.raises(ValueError, match="plain.ipynb: its cell tagged 'parameters' does not declare profile"):
+        runner.notebook_parameters(get_stage("segmentation"), notebook, {}, "ci", tmp_path, tmp_path)
 
 
 def test_python3_kernel_starts_this_environment():
