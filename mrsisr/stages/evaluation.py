@@ -3,22 +3,27 @@
 The cache key covers the methods, the LPIPS weights and the keys of the synthesis and training outputs it
 reads. Artifacts: ``metrics.csv``, ``table2.csv`` (+ by kind and by grade), ``statistics.csv`` and
 ``figure3.npz`` (the examples of Figure 3 with every method's prediction), exported to
-``runs/<profile>/evaluation/``.
+``runs/<profile>/evaluation/``. When ``real_eval_root`` names real cases, ``real/`` holds the same tables
+and figure data for maps synthesised from that real anatomy (:mod:`mrsisr.scoring.real_anatomy`), scored
+for the run's model with the real FLAIR as guide, the packaged unguided model, and the classical methods.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from mrsisr.network.model import load_model, predict
+from mrsisr.network import packaged
+from mrsisr.network.model import is_guided, load_model, predict
 from mrsisr.scoring import lpips
 from mrsisr.scoring.baselines import interpolate_all
 from mrsisr.scoring.figures import choose_examples
+from mrsisr.scoring.real_anatomy import real_anatomy_split
 from mrsisr.scoring.tables import BREAKDOWNS, REFERENCE_METHOD, RESULT_FILES, evaluate_predictions, write_results
 from mrsisr.stages import get_stage
 from mrsisr.stages.synthesis import load_split
@@ -28,6 +33,8 @@ from mrsisr.study.atomic import save_npz
 STAGE = get_stage("evaluation")
 CACHE_VERSION = 2
 FIGURE_FILE = "figure3.npz"
+REAL = "real"
+UNGUIDED = "model, no guide"
 
 
 @dataclass(frozen=True)
@@ -43,12 +50,15 @@ class EvaluationResult:
         ``table2.csv``, ``table2_by_kind.csv``, ``table2_by_grade.csv`` and ``statistics.csv`` by file name.
     figure : dict of str to ndarray
         Figure 3's examples: ``truth``, ``lowres``, ``pred_<method>`` and their ``subject``, ``kind``, ``grade``.
+    real : EvaluationResult or None
+        The same for maps synthesised from the real anatomy under ``real_eval_root`` (None when unset).
     """
 
     output: cache.StageOutput
     metrics: pd.DataFrame
     tables: dict
     figure: dict
+    real: EvaluationResult | None = None
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -57,7 +67,17 @@ class EvaluationResult:
 
     @property
     def glue_values(self) -> dict:
-        """The numbers the book's prose pages quote."""
+        """The numbers the book's prose pages quote (``real_*`` for the real anatomy, NaN when not run)."""
+        values = self._scores()
+        real = self.real._scores() if self.real is not None else dict.fromkeys(values, np.nan)
+        real["guide_gain_db"] = (
+            real["psnr_model"] - float(self.real.summary.set_index("method").loc[UNGUIDED, "psnr_mean"])
+            if self.real is not None
+            else np.nan
+        )
+        return values | {f"real_{name}": value for name, value in real.items()} | {"real_run": self.real is not None}
+
+    def _scores(self) -> dict:
         overall = self.summary.set_index("method")
         return {
             "n_maps": int((self.metrics["method"] == REFERENCE_METHOD).sum()),
@@ -82,30 +102,48 @@ def run(run_dir: str | os.PathLike, params: BaseModel) -> EvaluationResult:
     values = params.model_dump() | {"lpips_weights": lpips.weights_digest()}
     output = cache.open_stage(run_dir, STAGE, values, CACHE_VERSION)
     if not output.complete:
-        lr, guide, hr, meta = load_split(cache.current(run_dir, "synthesis").path, "test")
+        synthesis = cache.current(run_dir, "synthesis")
         model = load_model(cache.current(run_dir, "training").path / "model.keras")
+        lr, guide, hr, meta = load_split(synthesis.path, "test")
         predictions = {REFERENCE_METHOD: predict(model, lr, guide)} | interpolate_all(lr, params.methods)
-        write_results(output.path, evaluate_predictions(predictions, hr, meta))
-        chosen = choose_examples(meta, params.n_figure_examples, params.seed)
-        save_npz(
-            output.path / FIGURE_FILE,
-            truth=hr[chosen],
-            lowres=lr[chosen],
-            **{f"pred_{method}": maps[chosen] for method, maps in predictions.items()},
-            **{column: meta[column].to_numpy()[chosen].astype(str) for column in ("subject", "kind", "grade")},
-        )
+        _score(output.path, predictions, lr, hr, meta, params)
+        if params.real_eval_root:
+            segmentation = cache.current(run_dir, "segmentation").params
+            lr, guide, hr, meta = real_anatomy_split(
+                params.real_eval_root, segmentation, synthesis.params, params.real_eval_slices
+            )
+            predictions = {REFERENCE_METHOD: predict(model, lr, guide if is_guided(model) else None)}
+            predictions[UNGUIDED] = predict(load_model(packaged.default_model_path()), lr)
+            predictions |= interpolate_all(lr, params.methods)
+            _score(output.path / REAL, predictions, lr, hr, meta, params)
         output.mark_complete()
     cache.publish(run_dir, output, exports=(*RESULT_FILES, FIGURE_FILE))
     return read_result(output)
 
 
-def read_result(output: cache.StageOutput) -> EvaluationResult:
-    """Read a complete evaluation output into the result its notebook shows."""
-    with np.load(output.path / FIGURE_FILE, allow_pickle=False) as data:
+def _score(folder: Path, predictions: dict, lr: np.ndarray, hr: np.ndarray, meta: pd.DataFrame, params) -> None:
+    """Write the metrics, tables and Figure 3's examples of ``predictions`` into ``folder``."""
+    write_results(folder, evaluate_predictions(predictions, hr, meta))
+    chosen = choose_examples(meta, params.n_figure_examples, params.seed)
+    save_npz(
+        folder / FIGURE_FILE,
+        truth=hr[chosen],
+        lowres=lr[chosen],
+        **{f"pred_{method}": maps[chosen] for method, maps in predictions.items()},
+        **{column: meta[column].to_numpy()[chosen].astype(str) for column in ("subject", "kind", "grade")},
+    )
+
+
+def read_result(output: cache.StageOutput, folder: Path | None = None) -> EvaluationResult:
+    """Read a complete evaluation output (or its ``real/`` part) into the result its notebook shows."""
+    folder = output.path if folder is None else folder
+    with np.load(folder / FIGURE_FILE, allow_pickle=False) as data:
         figure = {name: data[name] for name in data.files}
+    real = folder / REAL
     return EvaluationResult(
         output=output,
-        metrics=pd.read_csv(output.path / "metrics.csv", dtype={"subject": str}),
-        tables={name: pd.read_csv(output.path / name) for name in (*BREAKDOWNS, "statistics.csv")},
+        metrics=pd.read_csv(folder / "metrics.csv", dtype={"subject": str}),
+        tables={name: pd.read_csv(folder / name) for name in (*BREAKDOWNS, "statistics.csv")},
         figure=figure,
+        real=read_result(output, real) if real.is_dir() else None,
     )

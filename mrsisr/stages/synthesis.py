@@ -28,6 +28,7 @@ from mrsisr.maps.synthesis import KINDS, synthesize_maps, table1
 from mrsisr.stages import get_stage, segmentation
 from mrsisr.study import cache
 from mrsisr.study.atomic import save_json, save_npy, save_text
+from mrsisr.study.profiles import load_profile, stage_parameters
 
 STAGE = get_stage("synthesis")
 CACHE_VERSION = 2
@@ -123,6 +124,44 @@ def subject_maps(
     maps = {kind: np.stack([extract_slab(volumes[kind], k, voxel_mm, centre, grid) for k in chosen]) for kind in KINDS}
     guide = np.stack([extract_slab(arrays["flair"], k, voxel_mm, centre, grid) for k in chosen]) / flair_scale
     return maps, np.clip(guide, 0.0, 1.0).astype(np.float32), chosen
+
+
+def synthesize_subject(
+    subject: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, seed: int = 0, profile: str = "demo"
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Synthesise one subject's maps as the synthesis stage does, for a profile's parameters (and overrides).
+
+    Parameters
+    ----------
+    subject : mapping
+        A subject from :func:`mrsisr.anatomy.subject.load_subject` or
+        :func:`mrsisr.anatomy.phantom.make_phantom` (``gm, wm, csf, labels, flair, brain, voxel_mm, grade``).
+    overrides : mapping, optional
+        Synthesis parameters to change (``profiles.yaml``, section ``synthesis``).
+    seed : int
+        Seed of the subject's random draws (concentrations, slices).
+    profile : str
+        The profile whose synthesis parameters apply.
+
+    Returns
+    -------
+    maps : dict of kind to ndarray (n_slices, size, size)
+        The five maps of each selected slab, each divided by its maximum.
+    guide : ndarray (n_slices, size, size)
+        The FLAIR of each slab, scaled to [0, 1].
+    slices : ndarray of int
+        The centre slice of each slab.
+    """
+    params = stage_parameters("synthesis", load_profile(profile, overrides)).model_dump()
+    slices_range = (params["slices_min"], params["slices_max"])
+    rng = np.random.default_rng(seed)
+    maps, guide, chosen = subject_maps(subject, subject["grade"], slices_range, map_grid(params), rng)
+    return {kind: normalise(stack)[0] for kind, stack in maps.items()}, guide, chosen
+
+
+def load_test_split(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """The test split of a run's current synthesis output: ``lr, guide, hr, meta`` (see :func:`load_split`)."""
+    return load_split(cache.current(run_dir, "synthesis").path, "test")
 
 
 def subject_seeds(seed: int, n_subjects: int) -> list[np.random.SeedSequence]:

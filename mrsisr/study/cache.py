@@ -3,9 +3,9 @@
 Each stage writes its artifacts to ``<run_dir>/<stage>/<key>/``, where ``key`` hashes the stage's
 parameters, its cache version and the keys of the upstream outputs it read. A changed parameter therefore
 gives a new folder and never reuses stale data. When a stage finishes, ``COMPLETE`` records the sha256 of
-every file it wrote; a reused folder is checked against them, and one whose files changed on disk is
-rebuilt. ``<run_dir>/<stage>/current.json`` names the folder that the last successful run of the stage
-produced or reused; the next stage reads it with :func:`current`.
+every file it wrote (sub-folders included); a reused folder is checked against them, and one whose files
+changed on disk is rebuilt. ``<run_dir>/<stage>/current.json`` names the folder that the last successful
+run of the stage produced or reused; the next stage reads it with :func:`current`.
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ class StageOutput:
             {"stage": self.stage, "key": self.key, "params": self.params, "upstream": self.upstream},
         )
         files = {
-            p.name: file_sha256(p) for p in sorted(self.path.iterdir()) if p.is_file() and p.name != COMPLETE_MARKER
+            p.relative_to(self.path).as_posix(): file_sha256(p)
+            for p in sorted(self.path.rglob("*"))
+            if p.is_file() and p.name != COMPLETE_MARKER
         }
         save_json(self.path / COMPLETE_MARKER, {"key": self.key, "files": files})
 
