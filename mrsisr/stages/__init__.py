@@ -3,7 +3,12 @@
 A stage is one step of the study with one name everywhere: its notebook ``NN_<name>.ipynb``, its module
 ``mrsisr.stages.<name>``, its cache folder ``runs/<profile>/<name>/`` and its section of ``profiles.yaml``.
 Each stage module has ``STAGE`` (its entry here) and ``run(run_dir, params)``, which builds or reuses the
-stage's cached output and returns a result object holding everything its notebook shows.
+stage's cached output and returns a result object holding everything its notebook shows:
+
+- ``run_dir`` is the profile's run folder, ``runs/<profile>``;
+- ``params`` is the stage's validated parameter model, :func:`mrsisr.study.profiles.stage_parameters`;
+- the result's ``output`` is the stage's cache folder (:class:`mrsisr.study.cache.StageOutput`) and its
+  ``glue_values`` the numbers the book's prose pages quote.
 """
 
 from __future__ import annotations

@@ -43,7 +43,6 @@ class EvaluationResult:
 
     Attributes
     ----------
-    output : StageOutput
     metrics : DataFrame
         One row per (test map, method) with every metric.
     tables : dict of str to DataFrame
@@ -92,12 +91,8 @@ class EvaluationResult:
 def run(run_dir: str | os.PathLike, params: BaseModel) -> EvaluationResult:
     """Score the run's model and the classical methods on the test split (or reuse the scores), and publish them.
 
-    Parameters
-    ----------
-    run_dir : path-like
-        The profile's run folder (``runs/<profile>``).
-    params : pydantic model
-        The stage's parameters (:func:`mrsisr.study.profiles.stage_parameters`).
+    ``run_dir`` and ``params`` are those of every stage's ``run`` (:mod:`mrsisr.stages`).
+
     """
     values = params.model_dump() | {"lpips_weights": lpips.weights_digest()}
     output = cache.open_stage(run_dir, STAGE, values, CACHE_VERSION)

@@ -40,7 +40,6 @@ class SegmentationResult:
 
     Attributes
     ----------
-    output : StageOutput
         The stage's cache folder.
     subjects : DataFrame
         One row per subject: ``subject, grade, source`` and the non-tumour brain fractions when recorded.
@@ -85,12 +84,10 @@ class SegmentationResult:
 def run(run_dir: str | os.PathLike, params: BaseModel, workers: int = 2, progress: bool = True) -> SegmentationResult:
     """Build (or reuse) the segmentation output of ``params`` under ``run_dir`` and publish it.
 
+    ``run_dir`` and ``params`` are those of every stage's ``run`` (:mod:`mrsisr.stages`).
+
     Parameters
     ----------
-    run_dir : path-like
-        The profile's run folder (``runs/<profile>``).
-    params : pydantic model
-        The stage's parameters (:func:`mrsisr.study.profiles.stage_parameters`).
     workers : int
         Worker processes (results do not depend on it).
     progress : bool

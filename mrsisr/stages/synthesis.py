@@ -44,7 +44,6 @@ class SynthesisResult:
 
     Attributes
     ----------
-    output : StageOutput
     counts : DataFrame
         Subjects, slices and maps (by grade) per split.
     skipped : list of str
@@ -208,12 +207,10 @@ def normalise(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) -> SynthesisResult:
     """Build (or reuse) the synthesis output of ``params`` from the current segmentation output, and publish it.
 
+    ``run_dir`` and ``params`` are those of every stage's ``run`` (:mod:`mrsisr.stages`).
+
     Parameters
     ----------
-    run_dir : path-like
-        The profile's run folder (``runs/<profile>``).
-    params : pydantic model
-        The stage's parameters (:func:`mrsisr.study.profiles.stage_parameters`).
     progress : bool
         Show a progress bar.
     """

@@ -37,7 +37,6 @@ class TrainingResult:
 
     Attributes
     ----------
-    output : StageOutput
     model : keras.Model
         The trained network (lowest validation loss).
     history : DataFrame
@@ -83,12 +82,10 @@ def train_config(params: BaseModel) -> TrainConfig:
 def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) -> TrainingResult:
     """Train (or reuse) the network of ``params`` on the current synthesis output, and publish it.
 
+    ``run_dir`` and ``params`` are those of every stage's ``run`` (:mod:`mrsisr.stages`).
+
     Parameters
     ----------
-    run_dir : path-like
-        The profile's run folder (``runs/<profile>``).
-    params : pydantic model
-        The stage's parameters (:func:`mrsisr.study.profiles.stage_parameters`).
     progress : bool
         Show progress bars.
     """

@@ -58,7 +58,6 @@ class ValidationResult:
 
     Attributes
     ----------
-    output : StageOutput
     record : dict
         ``is_standin``, ``data`` (a sentence naming the data), ``data_short``, ``model``, ``guided``,
         ``n_slices``, ``subjects``.
@@ -209,12 +208,8 @@ def run(run_dir: str | os.PathLike, params: BaseModel) -> ValidationResult:
     covers every parameter, the bytes of real input files and of the packaged default model, and the
     key of the training output.
 
-    Parameters
-    ----------
-    run_dir : path-like
-        The profile's run folder (``runs/<profile>``).
-    params : pydantic model
-        The stage's parameters (:func:`mrsisr.study.profiles.stage_parameters`).
+    ``run_dir`` and ``params`` are those of every stage's ``run`` (:mod:`mrsisr.stages`).
+
     """
     default = packaged.DEFAULT_MODEL
     values = params.model_dump() | {
