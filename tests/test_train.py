@@ -1,4 +1,4 @@
-"""Training: augmentation alignment, loss falls, checkpoint/resume, time budget, strategies."""
+"""Training: shuffled batches, loss falls, resume after a kill, determinism, time budget, strategies."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ from scipy import ndimage
 
 from mrsisr.network.model import build_model
 from mrsisr.network.train import (
+    EpochBatches,
     TrainConfig,
-    augment_batch,
     compile_model,
     distribution_scope,
-    epoch_arrays,
     learning_rate_schedule,
     train,
 )
@@ -37,25 +36,38 @@ def smooth_maps(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lr.astype(np.float32), (1.0 - hr).astype(np.float32), hr.astype(np.float32)
 
 
-def test_augmentation_keeps_map_guide_and_target_aligned():
-    lr, guide, hr = smooth_maps(6, seed=0)
-    for seed in range(8):
-        a_lr, a_guide, a_hr = augment_batch(lr, guide, hr, np.random.default_rng(seed))
-        np.testing.assert_allclose(a_hr.reshape(6, 32, 4, 32, 4).mean(axis=(2, 4)), a_lr, atol=1e-6)
-        np.testing.assert_allclose(a_guide, 1.0 - a_hr, atol=1e-6)
-    transforms = {augment_batch(lr, None, hr, np.random.default_rng(s))[2].tobytes() for s in range(40)}
-    assert len(transforms) == 8  # the 8 symmetries of the square all occur
+def epoch_of(batches: EpochBatches, epoch: int) -> list[tuple[dict, np.ndarray]]:
+    batches.epoch = epoch
+    return [batches[i] for i in range(len(batches))]
 
 
-def test_epoch_arrays_are_a_reproducible_permutation():
+def test_each_epoch_is_a_reproducible_permutation_in_aligned_batches():
     lr, guide, hr = smooth_maps(10, seed=1)
-    first = epoch_arrays(lr, guide, hr, batch_size=4, seed=3, epoch=2)
-    again = epoch_arrays(lr, guide, hr, batch_size=4, seed=3, epoch=2)
-    for a, b in zip(first, again, strict=True):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(np.sort(first[2].sum(axis=(1, 2))), np.sort(hr.sum(axis=(1, 2))), rtol=1e-5)
-    other = epoch_arrays(lr, guide, hr, batch_size=4, seed=3, epoch=3)
-    assert not np.array_equal(first[2], other[2])
+    batches = EpochBatches(lr, guide, hr, TrainConfig(batch_size=4, seed=3))
+    first = epoch_of(batches, 2)
+    assert len(batches) == 3 and [len(y) for _, y in first] == [4, 4, 2]
+    for (x, y), (x_again, y_again) in zip(first, epoch_of(batches, 2), strict=True):
+        np.testing.assert_array_equal(y, y_again)
+        np.testing.assert_array_equal(x["guide"], x_again["guide"])
+        np.testing.assert_allclose(x["guide"], 1.0 - y, atol=1e-6)  # plain batches: guide untouched, aligned
+        np.testing.assert_allclose(y[..., 0].reshape(-1, 32, 4, 32, 4).mean(axis=(2, 4)), x["lr"][..., 0], atol=1e-6)
+    targets = np.concatenate([y for _, y in first])[..., 0]
+    np.testing.assert_allclose(np.sort(targets.sum(axis=(1, 2))), np.sort(hr.sum(axis=(1, 2))), rtol=1e-5)
+    assert not np.array_equal(targets, np.concatenate([y for _, y in epoch_of(batches, 3)])[..., 0])
+
+
+def test_guide_randomisation_changes_only_the_guides():
+    lr, guide, hr = smooth_maps(8, seed=4)
+    plain = epoch_of(EpochBatches(lr, guide, hr, TrainConfig(batch_size=4)), 0)
+    for settings in ({"guide_augment": True}, {"guide_dropout": 1.0}):
+        randomised = epoch_of(EpochBatches(lr, guide, hr, TrainConfig(batch_size=4, **settings)), 0)
+        for (x, y), (x_r, y_r) in zip(plain, randomised, strict=True):
+            np.testing.assert_array_equal(y, y_r)
+            np.testing.assert_array_equal(x["lr"], x_r["lr"])
+            assert not np.array_equal(x["guide"], x_r["guide"])
+    assert not any(x["guide"].any() for x, _ in randomised)  # dropout 1: every guide is zeros
+    unguided = epoch_of(EpochBatches(lr, None, hr, TrainConfig(batch_size=4, guide_augment=True)), 0)
+    assert all(set(x) == {"lr"} for x, _ in unguided)
 
 
 @pytest.fixture(scope="module")
@@ -63,43 +75,68 @@ def data():
     return smooth_maps(24, seed=2), smooth_maps(8, seed=3)
 
 
-def _train(data, folder, epochs, **kwargs):
+def _train(data, folder, epochs, callbacks=(), **kwargs):
     config = TrainConfig(epochs=epochs, batch_size=8, learning_rate=3e-3, **kwargs)
-    return train(lambda: build_model(**TINY), data[0], data[1], config, folder, progress=False)
+    return train(lambda: build_model(**TINY), data[0], data[1], config, folder, progress=False, callbacks=callbacks)
 
 
 def test_loss_decreases_and_history_is_written(data, tmp_path):
     result = _train(data, tmp_path, epochs=4)
     history = pd.read_csv(tmp_path / "history.csv")
     assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert set(history) == {"epoch", "loss", "val_loss", "learning_rate", "seconds"}
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     assert result.info["best_val_loss"] == pytest.approx(history["val_loss"].min())
+    assert result.info["epochs_run"] == 4 and not result.stopped_by_budget
 
 
-def test_resume_continues_from_the_saved_epoch(data, tmp_path):
-    _train(data, tmp_path / "interrupted", epochs=2)  # as if the run of 4 epochs stopped after epoch 2
-    resumed = _train(data, tmp_path / "interrupted", epochs=4)
+class Kill(keras.callbacks.Callback):
+    """Stand-in for kill -9: abort in the middle of epoch ``epoch`` (0-based), nothing of it saved."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == 1:
+            raise KeyboardInterrupt("killed")
+
+
+def test_a_run_killed_and_resumed_equals_an_uninterrupted_one_bit_for_bit(data, tmp_path):
+    settings = {"lr_schedule": "cosine", "guide_augment": True, "guide_dropout": 0.2}
+    with pytest.raises(KeyboardInterrupt):
+        _train(data, tmp_path / "killed", epochs=4, callbacks=[Kill(epoch=2)], **settings)
+    with open(tmp_path / "killed" / "history.csv", "a") as log:
+        log.write("3,0.00")  # a row cut short by the kill: the resume drops what the checkpoint does not hold
+    resumed = _train(data, tmp_path / "killed", epochs=4, **settings)
+    straight = _train(data, tmp_path / "straight", epochs=4, **settings)
     assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
-    straight = _train(data, tmp_path / "straight", epochs=4)
-    # the resumed run sees the same batches and optimizer state: the same losses as an uninterrupted one
-    np.testing.assert_allclose(resumed.history["loss"], straight.history["loss"], rtol=2e-3)
+    pd.testing.assert_frame_equal(resumed.history.drop(columns="seconds"), straight.history.drop(columns="seconds"))
+    for resumed_weight, straight_weight in zip(resumed.model.get_weights(), straight.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(resumed_weight, straight_weight)
+    assert resumed.info["best_val_loss"] == straight.info["best_val_loss"]
 
 
 def test_time_budget_stops_cleanly_after_a_completed_epoch(data, tmp_path):
     result = _train(data, tmp_path, epochs=50, time_budget_min=1e-4)
-    assert result.stopped_by_budget and len(result.history) == 1
-    assert (tmp_path / "checkpoint.keras").is_file()
+    assert result.stopped_by_budget and len(result.history) == 1 and result.info["epochs_run"] == 1
+    assert (tmp_path / "checkpoint.keras").is_file() and (tmp_path / "best.keras").is_file()
+    finished = _train(data, tmp_path, epochs=1)  # a run that is complete already only loads its best model
+    assert len(finished.history) == 1 and not finished.stopped_by_budget
+    fewer = tuple(a[:16] for a in data[0])  # 2 steps per epoch: the saved 3 steps are not whole epochs
+    with pytest.raises(ValueError, match="checkpoint.keras does not match this training set"):
+        _train((fewer, data[1]), tmp_path, epochs=50)
 
 
-def test_bad_settings_are_named():
+def test_empty_data_and_unknown_choices_are_refused(data, tmp_path):
+    empty = tuple(a[:0] for a in data[0])
+    with pytest.raises(ValueError, match="must not be empty"):
+        _train((empty, data[1]), tmp_path, epochs=1)
     with pytest.raises(ValueError, match="lr_schedule 'linear'"):
-        TrainConfig(lr_schedule="linear")
-    with pytest.raises(ValueError, match="strategy 'tpu'"):
-        TrainConfig(strategy="tpu")
-    with pytest.raises(ValueError, match="warmup_epochs"):
-        TrainConfig(epochs=2, warmup_epochs=2)
-    with pytest.raises(ValueError, match="clip_norm"):
-        TrainConfig(clip_norm=-1)
+        learning_rate_schedule(TrainConfig(lr_schedule="linear"), 10)
 
 
 def test_a_strategy_the_backend_cannot_run_is_named(monkeypatch):

@@ -1,20 +1,21 @@
-"""Training of the super-resolution network on numpy arrays: augmentation, checkpoints, resume, time budget.
+"""Training of the super-resolution network with ``model.fit`` on numpy arrays, resumable after a kill.
 
-The loop calls ``model.fit`` one epoch at a time on arrays that this module shuffles and augments in numpy
-(no ``tf.data``), so it runs under every Keras backend. Each batch gets one random rotation by a multiple of
-90 degrees and one random left-right flip, the same for map, guide and target, drawn from a generator
-seeded by ``(seed, epoch)``: an interrupted and resumed run sees exactly the batches an uninterrupted run
-would. After each epoch the model (with its optimizer state) and the history are written atomically to
-``checkpoint_dir``; :func:`train` called again with the same folder resumes after the last saved epoch.
+Batches come from :class:`EpochBatches`, a ``keras.utils.PyDataset`` that shuffles and augments in numpy
+(no ``tf.data``, so every Keras backend runs it): batch ``i`` of epoch ``e`` is a pure function of
+``(seed, e, i)``. Keras callbacks do the bookkeeping in ``checkpoint_dir``: ``CSVLogger`` writes
+``history.csv``, ``ModelCheckpoint`` keeps ``best.keras`` (lowest validation loss), a tqdm bar shows the
+epochs, and a time-budget callback stops after the last epoch that fits. Last after each epoch,
+``checkpoint.keras`` (model and optimizer) is replaced atomically: it is the commit point. :func:`train`
+called again with the same folder resumes after the epoch that checkpoint holds, whatever was written after
+it; since that epoch's batches and weights replay bit for bit, the resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,18 +24,23 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mrsisr.study.atomic import atomic_path, save_json, save_text
+from mrsisr.network.augment import augment_batch, drop_guides, perturb_guides
+from mrsisr.study.atomic import atomic_path, save_text
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 SCHEDULES = ("constant", "cosine")
 CHECKPOINT = "checkpoint.keras"
 BEST = "best.keras"
-STATE = "state.json"
+HISTORY = "history.csv"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (the paper: log-cosh loss, Adam, batch 24, lr 1e-5 constant, 100 epochs)."""
+    """Training settings (the paper: log-cosh loss, Adam, batch 24, lr 1e-5 constant, 100 epochs).
+
+    ``guide_augment`` randomises each training guide (:func:`mrsisr.network.augment.perturb_guides`);
+    ``guide_dropout`` is the probability that a training sample's guide is replaced by zeros.
+    """
 
     epochs: int = 100
     batch_size: int = 24
@@ -46,22 +52,8 @@ class TrainConfig:
     seed: int = 0
     strategy: str = "default"
     jit_compile: bool = False
-
-    def __post_init__(self):
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError(
-                f"epochs and batch_size must be >= 1 and learning_rate > 0, got {self.epochs}, "
-                f"{self.batch_size}, {self.learning_rate}"
-            )
-        if not 0 <= self.warmup_epochs < self.epochs or self.clip_norm < 0:
-            raise ValueError(
-                f"warmup_epochs must lie in [0, epochs) and clip_norm be >= 0, got {self.warmup_epochs} "
-                f"and {self.clip_norm}"
-            )
+    guide_augment: bool = False
+    guide_dropout: float = 0.0
 
 
 @dataclass
@@ -74,41 +66,49 @@ class TrainResult:
     info: dict = field(default_factory=dict)
 
 
-def augment_batch(
-    lr: np.ndarray, guide: np.ndarray | None, hr: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Apply one random rot90 (k in 0..3) and one random flip to every array of a batch ``(B, H, W)``."""
-    k, flip = int(rng.integers(4)), bool(rng.integers(2))
-
-    def transform(a: np.ndarray | None) -> np.ndarray | None:
-        if a is None:
-            return None
-        a = np.rot90(a, k, axes=(1, 2))
-        return np.ascontiguousarray(a[:, :, ::-1] if flip else a)
-
-    return transform(lr), transform(guide), transform(hr)
-
-
-def epoch_arrays(
-    lr: np.ndarray, guide: np.ndarray | None, hr: np.ndarray, batch_size: int, seed: int, epoch: int
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Shuffle the training set and augment it batch by batch, reproducibly from ``(seed, epoch)``."""
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lr))
-    parts = []
-    for start in range(0, len(order), batch_size):
-        index = np.sort(order[start : start + batch_size])
-        parts.append(augment_batch(lr[index], None if guide is None else guide[index], hr[index], rng))
-    stacked = [None if parts[0][i] is None else np.concatenate([p[i] for p in parts]) for i in range(3)]
-    return stacked[0], stacked[1], stacked[2]
-
-
 def model_inputs(lr: np.ndarray, guide: np.ndarray | None) -> dict[str, np.ndarray]:
     """The input dictionary of the network for ``(N, h, w)`` arrays."""
     inputs = {"lr": np.asarray(lr, np.float32)[..., None]}
     if guide is not None:
         inputs["guide"] = np.asarray(guide, np.float32)[..., None]
     return inputs
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """The training set as shuffled, augmented batches; set :attr:`epoch` before an epoch starts.
+
+    Epoch ``e`` visits the maps in the order of a permutation drawn from ``(seed, e)``; batch ``i`` gets one
+    rot90 and one flip (:func:`~mrsisr.network.augment.augment_batch`) and, when asked, randomised and
+    dropped guides, all drawn from ``(seed, e, i)``.
+
+    Parameters
+    ----------
+    lr, guide, hr : ndarray
+        ``(N, 32, 32)``, ``(N, 128, 128)`` or None (unguided), ``(N, 128, 128)``.
+    config : TrainConfig
+        Its ``batch_size``, ``seed``, ``guide_augment`` and ``guide_dropout`` are used.
+    """
+
+    def __init__(self, lr: np.ndarray, guide: np.ndarray | None, hr: np.ndarray, config: TrainConfig):
+        super().__init__()
+        self.lr, self.guide, self.hr, self.config = lr, guide, hr, config
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.lr) // self.config.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        seed, size = self.config.seed, self.config.batch_size
+        order = np.random.default_rng([seed, self.epoch, 0]).permutation(len(self.lr))
+        rows = np.sort(order[index * size : (index + 1) * size])
+        rng = np.random.default_rng([seed, self.epoch, 1, index])
+        guide = None if self.guide is None else self.guide[rows]
+        lr, guide, hr = augment_batch(self.lr[rows], guide, self.hr[rows], rng)
+        if guide is not None and self.config.guide_augment:
+            guide = perturb_guides(guide, rng)
+        if guide is not None:
+            guide = drop_guides(guide, rng, self.config.guide_dropout)
+        return model_inputs(lr, guide), hr[..., None]
 
 
 def distribution_scope(strategy: str) -> contextlib.AbstractContextManager:
@@ -145,6 +145,8 @@ def learning_rate_schedule(
     A cosine decays to 1 % of ``learning_rate`` at the end of the last epoch. Both shapes are Keras'
     ``CosineDecay`` (a constant rate is a cosine with ``alpha=1``), so they are saved with the optimizer.
     """
+    if config.lr_schedule not in SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; valid: {', '.join(SCHEDULES)}")
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     if config.lr_schedule == "constant" and warmup == 0:
         return config.learning_rate
@@ -165,44 +167,89 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     model.compile(optimizer, loss=keras.losses.LogCosh(), jit_compile=config.jit_compile)
 
 
-class _BatchProgress(keras.callbacks.Callback):
-    """A tqdm bar over the batches of one epoch, showing the running loss."""
+class _EpochClock(keras.callbacks.Callback):
+    """Point the batches at the starting epoch; add the epoch's ``seconds`` and ``learning_rate`` to its logs."""
+
+    def __init__(self, batches: EpochBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["seconds"] = time.perf_counter() - self.started
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class _History(keras.callbacks.CSVLogger):
+    """``CSVLogger`` numbering epochs from 1, as epochs completed (Keras numbers them from 0)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class _TimeBudget(keras.callbacks.Callback):
+    """Stop after an epoch when the next one, as long as it, would not finish within ``budget_s``."""
+
+    def __init__(self, budget_s: float, spent_s: float):
+        super().__init__()
+        self.budget_s, self.spent_s, self.stopped = budget_s, spent_s, False
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = self.spent_s + time.perf_counter() - self.started
+        if self.budget_s > 0 and epoch + 1 < self.params["epochs"] and elapsed + logs["seconds"] > self.budget_s:
+            self.model.stop_training = self.stopped = True
+
+
+class _EpochBar(keras.callbacks.Callback):
+    """Advance a tqdm bar over epochs, showing the losses."""
 
     def __init__(self, bar: tqdm):
         super().__init__()
         self.bar = bar
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.4g}")
+        self.bar.set_postfix(loss=f"{logs['loss']:.4g}", val_loss=f"{logs['val_loss']:.4g}")
 
 
-def _fresh_state() -> dict:
-    return {"epoch": 0, "history": [], "seconds": 0.0, "best_val_loss": None}
+class _Commit(keras.callbacks.Callback):
+    """Replace ``path`` atomically by the model and its optimizer state: the epoch a resume starts after."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        with atomic_path(self.path, suffix=".keras") as tmp:
+            self.model.save(tmp)
 
 
-def _read_state(folder: Path) -> dict:
-    path = folder / STATE
+def _resume(folder: Path, steps_per_epoch: int) -> tuple[keras.Model | None, pd.DataFrame]:
+    """Load the checkpoint of ``folder`` (None without one) and the history of its epochs.
+
+    Rows the history gained after the checkpoint (an epoch interrupted while its callbacks wrote) are cut,
+    so ``history.csv`` holds exactly the committed epochs.
+    """
+    path = folder / CHECKPOINT
     if not path.is_file():
-        return _fresh_state()
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"checkpoint state {path} is corrupt: {error}") from error
-
-
-def _save_model(model: keras.Model, path: Path) -> None:
-    with atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
-
-
-@contextlib.contextmanager
-def _progress(total: int, enabled: bool, desc: str) -> Iterator[tqdm]:
-    bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False)
-    try:
-        yield bar
-    finally:
-        bar.close()
+        (folder / HISTORY).unlink(missing_ok=True)
+        return None, pd.DataFrame()
+    model = keras.saving.load_model(path, safe_mode=True)
+    epochs, partial = divmod(int(keras.ops.convert_to_numpy(model.optimizer.iterations)), steps_per_epoch)
+    lines = (folder / HISTORY).read_text().splitlines(keepends=True) if (folder / HISTORY).is_file() else []
+    if partial or len(lines) < epochs + 1:
+        raise ValueError(
+            f"checkpoint {path} does not match this training set or its {HISTORY} "
+            f"({partial} steps past epoch {epochs}, {max(len(lines) - 1, 0)} history rows)"
+        )
+    save_text(folder / HISTORY, "".join(lines[: epochs + 1]))
+    return model, pd.read_csv(folder / HISTORY)
 
 
 def train(
@@ -212,6 +259,7 @@ def train(
     config: TrainConfig,
     checkpoint_dir: str | os.PathLike,
     progress: bool = True,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainResult:
     """Train (or resume training of) a network.
 
@@ -222,83 +270,60 @@ def train(
     train_data, val_data : tuple
         ``(lr, guide, hr)`` arrays ``(N, 32, 32)``, ``(N, 128, 128)`` or None (unguided), ``(N, 128, 128)``.
     config : TrainConfig
-        Epochs, batch size, learning rate and schedule, time budget, seed, strategy, XLA.
+        Epochs, batch size, learning rate and schedule, time budget, seed, strategy, XLA, guide randomisation.
     checkpoint_dir : path-like
-        Folder for ``checkpoint.keras``, ``best.keras``, ``state.json`` and ``history.csv``. A folder
-        holding a checkpoint is resumed from its last completed epoch.
+        Folder for ``checkpoint.keras``, ``best.keras`` and ``history.csv``. A folder holding a checkpoint
+        is resumed after the epoch it holds.
     progress : bool
-        Show tqdm bars (epochs and batches).
+        Show a tqdm bar over the epochs.
+    callbacks : sequence of keras.callbacks.Callback
+        Further callbacks, called after this module's own (after the epoch's checkpoint is committed).
 
     Returns
     -------
     TrainResult
-        The model with the lowest validation loss, the history (``epoch``, ``loss``, ``val_loss``,
-        ``learning_rate``, ``seconds``), whether the time budget stopped training, and timing info.
+        The model with the lowest validation loss, the history (``epoch``, ``learning_rate``, ``loss``,
+        ``seconds``, ``val_loss``), whether the time budget stopped training, and timing info.
     """
     folder = Path(checkpoint_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    lr, guide, hr = train_data
-    if len(lr) == 0 or len(val_data[0]) == 0:
-        raise ValueError(f"train and val sets must not be empty (got {len(lr)} and {len(val_data[0])} maps)")
+    if len(train_data[0]) == 0 or len(val_data[0]) == 0:
+        raise ValueError(f"train and val sets must not be empty (got {len(train_data[0])} and {len(val_data[0])} maps)")
     keras.utils.set_random_seed(config.seed)
-    steps = -(-len(lr) // config.batch_size)
-    state = _read_state(folder)
+    batches = EpochBatches(*train_data, config)
     with distribution_scope(config.strategy):
-        if state["epoch"] > 0 and (folder / CHECKPOINT).is_file():
-            model = keras.saving.load_model(folder / CHECKPOINT, safe_mode=True)
-        else:
-            state = _fresh_state()
+        model, history = _resume(folder, len(batches))
+        if model is None:
             model = build()
-            compile_model(model, config, steps)
-    val_inputs, val_target = model_inputs(val_data[0], val_data[1]), val_data[2][..., None]
-    budget_s = 60.0 * config.time_budget_min
-    started = time.perf_counter() - state["seconds"]
-    stopped_by_budget = False
-    epochs = tqdm(range(state["epoch"], config.epochs), desc="epochs", disable=not progress, leave=False)
-    for epoch in epochs:
-        x_lr, x_guide, y = epoch_arrays(lr, guide, hr, config.batch_size, config.seed, epoch)
-        epoch_start = time.perf_counter()
-        with _progress(steps, progress, f"epoch {epoch + 1}") as bar:
-            fit = model.fit(
-                model_inputs(x_lr, x_guide),
-                y[..., None],
-                batch_size=config.batch_size,
-                epochs=epoch + 1,
-                initial_epoch=epoch,
-                shuffle=False,
-                verbose=0,
-                validation_data=(val_inputs, val_target),
-                callbacks=[_BatchProgress(bar)],
-            )
-        seconds = time.perf_counter() - epoch_start
-        row = {
-            "epoch": epoch + 1,
-            "loss": float(fit.history["loss"][-1]),
-            "val_loss": float(fit.history["val_loss"][-1]),
-            "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
-            "seconds": seconds,
-        }
-        state["history"].append(row)
-        if state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]:
-            state["best_val_loss"] = row["val_loss"]
-            _save_model(model, folder / BEST)
-        _save_model(model, folder / CHECKPOINT)
-        state.update(epoch=epoch + 1, seconds=time.perf_counter() - started)
-        save_text(folder / "history.csv", pd.DataFrame(state["history"]).to_csv(index=False))
-        save_json(folder / STATE, state)
-        epochs.set_postfix(loss=f"{row['loss']:.4g}", val_loss=f"{row['val_loss']:.4g}")
-        if budget_s > 0 and epoch + 1 < config.epochs and state["seconds"] + seconds > budget_s:
-            stopped_by_budget = True  # the next epoch would not finish within the budget
-            break
-    epochs.close()
-    history = pd.DataFrame(state["history"])
-    best = keras.saving.load_model(folder / BEST, safe_mode=True)
+            compile_model(model, config, len(batches))
+    best = float(history["val_loss"].min()) if len(history) else None
+    budget = _TimeBudget(60.0 * config.time_budget_min, float(history["seconds"].sum()) if len(history) else 0.0)
+    with tqdm(total=config.epochs, initial=len(history), desc="epochs", disable=not progress, leave=False) as bar:
+        model.fit(
+            batches,
+            epochs=config.epochs,
+            initial_epoch=len(history),
+            shuffle=False,  # EpochBatches shuffles, reproducibly from (seed, epoch)
+            verbose=0,
+            validation_data=(model_inputs(*val_data[:2]), val_data[2][..., None]),
+            callbacks=[
+                _EpochClock(batches),
+                _History(folder / HISTORY, append=True),
+                keras.callbacks.ModelCheckpoint(folder / BEST, save_best_only=True, initial_value_threshold=best),
+                budget,
+                _EpochBar(bar),
+                _Commit(folder / CHECKPOINT),
+                *callbacks,
+            ],
+        )
+    history = pd.read_csv(folder / HISTORY)
     info = {
-        "epochs_run": int(state["epoch"]),
-        "seconds": float(state["seconds"]),
-        "best_val_loss": float(state["best_val_loss"]),
+        "epochs_run": len(history),
+        "seconds": budget.spent_s + time.perf_counter() - budget.started,
+        "best_val_loss": float(history["val_loss"].min()),
         # median over epochs of training maps per second of epoch time (validation included; the first
         # epoch of a session also traces the graph, the median leaves that out)
-        "train_samples_per_s": float(np.median(len(lr) / history["seconds"].clip(lower=1e-9))),
+        "train_samples_per_s": float(np.median(len(train_data[0]) / history["seconds"].clip(lower=1e-9))),
     }
-    return TrainResult(model=best, history=history, stopped_by_budget=stopped_by_budget, info=info)
+    model = keras.saving.load_model(folder / BEST, safe_mode=True)
+    return TrainResult(model=model, history=history, stopped_by_budget=budget.stopped, info=info)
