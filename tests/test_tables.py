@@ -1,19 +1,23 @@
-"""Evaluation stage: metrics table schema, Table 2, statistics, paper comparison, Figure 3, stage cache."""
+"""Table 2 and Figure 3 from per-map metrics (mrsisr.scoring.tables, mrsisr.scoring.figures): pure functions."""
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import ndimage, stats
 
-from mrsisr.stages import evaluation
-from mrsisr.study.cache import current, publish, stage_output
+from mrsisr.scoring import tables
+from mrsisr.scoring.baselines import interpolate_all
+from mrsisr.scoring.figures import choose_examples, plot_figure3, plot_figure4
+from mrsisr.scoring.metrics import METRIC_NAMES
 
 KINDS = ["tCho", "tCr", "NAA", "tCho/NAA", "tCho/tCr"]
 
@@ -41,8 +45,8 @@ def _split(n_subjects: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
 def metrics() -> pd.DataFrame:
     lr, _, hr, meta = _split()
     noisy = np.clip(hr + np.random.default_rng(1).normal(0, 0.01, hr.shape), 0, 1)
-    predictions = {"model": noisy} | evaluation.baseline_predictions(lr, ["nearest", "spline"])
-    return evaluation.evaluate_predictions(predictions, hr, meta)
+    predictions = {"model": noisy} | interpolate_all(lr, ["nearest", "spline"])
+    return tables.evaluate_predictions(predictions, hr, meta)
 
 
 def test_metrics_table_schema(metrics: pd.DataFrame) -> None:
@@ -55,7 +59,7 @@ def test_metrics_table_schema(metrics: pd.DataFrame) -> None:
 
 
 def test_summary_table_means_and_tests(metrics: pd.DataFrame) -> None:
-    summary = evaluation.summary_table(metrics)
+    summary = tables.summary_table(metrics)
     assert list(summary["method"]) == ["model", "nearest", "spline"]
     model, nearest = metrics[metrics.method == "model"], metrics[metrics.method == "nearest"]
     row = summary.set_index("method").loc["nearest"]
@@ -69,87 +73,115 @@ def test_summary_table_means_and_tests(metrics: pd.DataFrame) -> None:
 
 
 def test_breakdowns_and_rendered_table(metrics: pd.DataFrame) -> None:
-    by_grade = evaluation.summary_table(metrics, by=("grade",))
+    by_grade = tables.summary_table(metrics, by=("grade",))
     assert set(by_grade["grade"]) == {"HGG", "LGG"} and by_grade["n"].sum() == len(metrics)
-    by_kind = evaluation.summary_table(metrics, by=("kind",))
+    by_kind = tables.summary_table(metrics, by=("kind",))
     assert len(by_kind) == 5 * 3
-    rendered = evaluation.format_table(evaluation.summary_table(metrics))
+    rendered = tables.format_table(tables.summary_table(metrics))
     cell = rendered.loc["nearest", "PSNR (dB)"]
     assert cell.endswith("*†")  # 20 maps, a clear difference: both tests significant
     assert "(" in rendered.loc["model", "SSIM"] and not rendered.loc["model", "SSIM"].endswith("*")
 
 
+def test_compare_to_reference_pairs_maps_and_signs_effects(metrics: pd.DataFrame) -> None:
+    shuffled = metrics.sample(frac=1.0, random_state=0)  # pairing is by (subject, slice, kind), not by row order
+    tests = tables.compare_to_reference(shuffled)
+    assert set(tests["method"]) == {"nearest", "spline"} and set(tests["metric"]) == set(METRIC_NAMES)
+    row = tests.set_index(["method", "metric"]).loc[("nearest", "psnr")]
+    model = metrics[metrics.method == "model"].set_index(["subject", "slice", "kind"])["psnr"]
+    nearest = metrics[metrics.method == "nearest"].set_index(["subject", "slice", "kind"])["psnr"].reindex(model.index)
+    assert row["n"] == 20 and row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(model, nearest).pvalue)
+    assert row["mw_rank_biserial"] > 0.9 and row["wilcoxon_rank_biserial"] > 0.9  # the model's PSNR is higher
+    assert tests.set_index(["method", "metric"]).loc[("nearest", "mse"), "mw_rank_biserial"] < -0.9
+    by_kind = tables.compare_to_reference(metrics, by=("kind",))
+    assert set(by_kind["kind"]) == set(KINDS) and (by_kind["n"] == 4).all()
+    with pytest.raises(ValueError, match="reference method 'unet' is not in the metrics table"):
+        tables.compare_to_reference(metrics, reference="unet")
+
+
+def test_summary_without_the_reference_has_no_tests(metrics: pd.DataFrame) -> None:
+    summary = tables.summary_table(metrics[metrics.method != "model"])
+    assert list(summary["method"]) == ["nearest", "spline"]
+    assert summary[[f"{m}_p_mw" for m in METRIC_NAMES]].isna().all().all()
+
+
 def test_rank_methods_orders_best_first() -> None:
     summary = pd.DataFrame({"method": ["a", "b"], "mse_mean": [0.2, 0.1], "psnr_mean": [30.0, 20.0]})
-    ranks = evaluation.rank_methods(summary, metrics=("mse", "psnr"))
+    ranks = tables.rank_methods(summary, metrics=("mse", "psnr"))
     assert list(ranks["MSE"]) == ["b", "a"] and list(ranks["PSNR (dB)"]) == ["a", "b"]
 
 
 def test_paper_comparison_has_the_papers_numbers(metrics: pd.DataFrame) -> None:
-    table = evaluation.paper_comparison(evaluation.summary_table(metrics))
+    table = tables.paper_comparison(tables.summary_table(metrics))
     assert table.loc["model", ("PSNR (dB)", "paper")] == "29.57"
     assert table.loc["spline", ("MSE", "paper")] == "0.00370 ± 0.00120"
     assert table.loc["nearest", ("LPIPS", "paper")] == "0.260"
-    assert "doi:10.1177/03000605251330578" in evaluation.paper_table2()["citation"]
+    assert "doi:10.1177/03000605251330578" in tables.paper_table2()["citation"]
 
 
 def test_write_results_files(metrics: pd.DataFrame, tmp_path: Path) -> None:
-    evaluation.write_results(tmp_path, metrics)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(evaluation.RESULT_FILES)
+    tables.write_results(tmp_path, metrics)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(tables.RESULT_FILES)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "metrics.csv"), metrics, check_dtype=False)
     table2 = pd.read_csv(tmp_path / "table2.csv")
     assert {"method", "n", "psnr_mean", "psnr_sd", "psnr_p_mw", "lpips_p_wilcoxon"} <= set(table2.columns)
     statistics = pd.read_csv(tmp_path / "statistics.csv")
     assert set(statistics["breakdown"]) == {"all", "kind", "grade"}
     assert {"mw_p", "mw_rank_biserial", "wilcoxon_p", "wilcoxon_rank_biserial"} <= set(statistics.columns)
+    shown = tables.statistics_table(statistics)
+    assert shown.index.names == ["metric", "method"] and len(shown) == len(METRIC_NAMES) * 2
+    assert list(shown.columns) == ["n", "mw_p", "mw_rank_biserial", "wilcoxon_p", "wilcoxon_rank_biserial"]
+    assert shown.loc[("psnr", "nearest"), "n"] == "20" and all(isinstance(v, str) for v in shown.to_numpy().ravel())
+    first = {name: (tmp_path / name).read_bytes() for name in tables.RESULT_FILES}
+    tables.write_results(tmp_path, metrics)
+    assert {name: (tmp_path / name).read_bytes() for name in tables.RESULT_FILES} == first  # deterministic
 
 
 def test_bad_input() -> None:
     lr, _, hr, meta = _split(1)
     with pytest.raises(ValueError, match="no predictions"):
-        evaluation.evaluate_predictions({}, hr, meta)
+        tables.evaluate_predictions({}, hr, meta)
     with pytest.raises(ValueError, match="lacks the columns"):
-        evaluation.evaluate_predictions({"nearest": hr}, hr, meta.drop(columns="grade"))
+        tables.evaluate_predictions({"nearest": hr}, hr, meta.drop(columns="grade"))
     with pytest.raises(ValueError, match="shape"):
-        evaluation.evaluate_predictions({"nearest": lr}, hr, meta)
+        tables.evaluate_predictions({"nearest": lr}, hr, meta)
+    with pytest.raises(ValueError, match="meta has 4 rows but truth has 5 maps"):
+        tables.evaluate_predictions({"nearest": hr}, hr, meta.iloc[:4])
 
 
-def test_examples_and_figure() -> None:
+def test_examples_and_figure3() -> None:
     lr, _, hr, meta = _split()
-    chosen = evaluation.choose_examples(meta, 2, seed=0)
-    assert chosen == evaluation.choose_examples(meta, 2, seed=0) and len(set(chosen)) == 2
-    assert meta.iloc[chosen[0]]["grade"] != meta.iloc[chosen[1]]["grade"]
-    predictions = evaluation.baseline_predictions(lr[chosen], ["nearest", "kspace"])
-    matplotlib.use("Agg")
-    fig = evaluation.plot_examples(hr[chosen], lr[chosen], predictions, meta.iloc[chosen])
+    chosen = choose_examples(meta, 2, seed=0)
+    assert chosen == choose_examples(meta, 2, seed=0) and len(set(chosen)) == 2
+    first, second = meta.iloc[chosen[0]], meta.iloc[chosen[1]]
+    assert first["grade"] != second["grade"] and first["kind"] != second["kind"]
+    assert len(choose_examples(meta, len(meta), seed=1)) == len(meta)  # beyond distinct grades: the rest, seeded
+    with pytest.raises(ValueError, match="cannot choose 0 examples"):
+        choose_examples(meta, 0, seed=0)
+    predictions = {"model": hr[chosen] + 0.2} | interpolate_all(lr[chosen], ["nearest", "kspace"])
+    figure = {"truth": hr[chosen], "lowres": lr[chosen]} | {f"pred_{m}": p for m, p in predictions.items()}
+    figure |= {column: meta[column].to_numpy()[chosen].astype(str) for column in ("subject", "kind", "grade")}
+    fig = plot_figure3(figure, "ci: phantom test maps")
+    assert fig.get_suptitle() == "ci: phantom test maps"
+    assert len([ax for ax in fig.axes if ax.images]) == 2 * 2 * 4  # two rows per example, truth/input + 3 methods
     titles = [ax.get_title() for ax in fig.axes]
-    assert any(t.startswith("error nearest\nMSE ") and "RMSE" in t for t in titles)
-    matplotlib.pyplot.close(fig)
+    assert [t.split("\n")[0] for t in titles if t.startswith("error ")] == [f"error {m}" for m in predictions] * 2
+    model_error = next(t for t in titles if t.startswith("error model"))
+    assert model_error.startswith("error model\nMSE ") and "RMSE" in model_error
+    assert f"{first['kind']}, {first['grade']}" in titles[0]
+    model_image = next(ax for ax in fig.axes if ax.get_title() == "model").images[0].get_array()
+    assert model_image.max() <= 1.0  # shown clipped, as scored
+    plt.close(fig)
 
 
-def _publish(run_dir: Path, stage: str) -> None:
-    output = stage_output(run_dir, stage, {"fake": stage})
-    output.mark_complete()
-    publish(run_dir, output)
-
-
-def test_stage_writes_publishes_and_reuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    lr, guide, hr, meta = _split()
-    calls = []
-    fake_dataset = types.ModuleType("mrsisr.stages.synthesis")
-    fake_dataset.load_split = lambda path, split, mmap=True: (lr, guide, hr, meta)
-    fake_model = types.ModuleType("mrsisr.network.model")
-    fake_model.load_model = lambda path: calls.append(path) or "model"
-    fake_model.predict = lambda model, lr_maps, guide=None, batch_size=32: guide * 0.999  # a near-perfect "network"
-    monkeypatch.setitem(sys.modules, "mrsisr.stages.synthesis", fake_dataset)
-    monkeypatch.setitem(sys.modules, "mrsisr.network.model", fake_model)
-    for stage in ("dataset", "model"):
-        _publish(tmp_path, stage)
-    output = evaluation.evaluate_test_split(tmp_path, ["nearest"])
-    assert output.complete and current(tmp_path, "results").key == output.key
-    for name in evaluation.RESULT_FILES:
-        assert (tmp_path / "results" / name).is_file()
-    metrics = pd.read_csv(tmp_path / "results" / "metrics.csv")
-    assert (metrics.loc[metrics.method == "model", "psnr"] > 60).all()
-    assert evaluation.evaluate_test_split(tmp_path, ["nearest"]).key == output.key and len(calls) == 1
-    assert evaluation.evaluate_test_split(tmp_path, ["nearest", "spline"]).key != output.key
+def test_figure4_panels() -> None:
+    kinds = np.array(["NAA", "tCr", "tCho"])
+    reference = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
+    data = {"reference": reference, "lowres": reference[:, ::4, ::4], "guide": reference, "kinds": kinds}
+    data |= {"pred_model": reference, "pred_spline": reference * 0.9, "pred_nearest": reference * 0.8}
+    fig = plot_figure4(data, ["model", "spline", "nearest"], "STAND-IN")
+    assert len(fig.axes) == 3 * 8
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "anatomy (guide)" and titles[8] == "input 32x32" and titles[1] == "NAA reference"
+    assert titles[5].startswith("model error\nMSE 0 ")  # a perfect prediction
+    plt.close(fig)
