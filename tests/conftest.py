@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
+from scipy import ndimage
 
 from mrsisr.study.runner import REPO_ROOT
 
@@ -23,6 +25,15 @@ def shared_folder(*parts: str) -> Path:
     if not folder.is_dir():
         pytest.skip(f"{folder} not found: this test needs the project's shared data beside the clone (CI has it)")
     return folder
+
+
+def smooth_maps(n: int, seed: int, size: int = 128, sigma: float = 6.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stand-in dataset: smooth random fields in [0, 1] (hr), their 4x4 block means (lr) and a guide (1 - hr)."""
+    rng = np.random.default_rng(seed)
+    hr = ndimage.gaussian_filter(rng.random((n, size, size)), sigma=(0, sigma, sigma))
+    hr = (hr - hr.min(axis=(1, 2), keepdims=True)) / np.ptp(hr, axis=(1, 2), keepdims=True)
+    lr = hr.reshape(n, size // 4, 4, size // 4, 4).mean(axis=(2, 4))
+    return lr.astype(np.float32), (1.0 - hr).astype(np.float32), hr.astype(np.float32)
 
 
 def write_notebook(path: Path, *cells: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import smooth_maps
 from scipy import ndimage
 
 from mrsisr.network.augment import GuideRanges, augment_batch, drop_guides, perturb_guides
@@ -10,17 +11,8 @@ from mrsisr.network.augment import GuideRanges, augment_batch, drop_guides, pert
 IDENTITY = GuideRanges(gamma=(1.0, 1.0), scale=(1.0, 1.0), blur_sigma_px=(0.0, 0.0), max_shift_px=0, noise_sd=(0, 0))
 
 
-def smooth_batch(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Smooth random fields in [0, 1] (hr), their 4x4 block means (lr) and a related guide (1 - hr)."""
-    rng = np.random.default_rng(seed)
-    hr = ndimage.gaussian_filter(rng.random((n, 64, 64)), sigma=(0, 4, 4))
-    hr = (hr - hr.min(axis=(1, 2), keepdims=True)) / np.ptp(hr, axis=(1, 2), keepdims=True)
-    lr = hr.reshape(n, 16, 4, 16, 4).mean(axis=(2, 4))
-    return lr.astype(np.float32), (1.0 - hr).astype(np.float32), hr.astype(np.float32)
-
-
 def test_symmetries_keep_map_guide_and_target_aligned():
-    lr, guide, hr = smooth_batch(6, seed=0)
+    lr, guide, hr = smooth_maps(6, seed=0, size=64, sigma=4)
     for seed in range(8):
         a_lr, a_guide, a_hr = augment_batch(lr, guide, hr, np.random.default_rng(seed))
         np.testing.assert_allclose(a_hr.reshape(6, 16, 4, 16, 4).mean(axis=(2, 4)), a_lr, atol=1e-6)
@@ -30,7 +22,7 @@ def test_symmetries_keep_map_guide_and_target_aligned():
 
 
 def test_perturbed_guides_keep_their_shape_and_follow_the_seed():
-    guide = smooth_batch(5, seed=1)[1]
+    guide = smooth_maps(5, seed=1, size=64, sigma=4)[1]
     first = perturb_guides(guide, np.random.default_rng(7))
     assert first.shape == guide.shape and first.dtype == np.float32
     np.testing.assert_array_equal(first, perturb_guides(guide, np.random.default_rng(7)))
@@ -40,12 +32,12 @@ def test_perturbed_guides_keep_their_shape_and_follow_the_seed():
 
 
 def test_zero_strength_perturbation_is_the_identity():
-    guide = smooth_batch(3, seed=2)[1]
+    guide = smooth_maps(3, seed=2, size=64, sigma=4)[1]
     np.testing.assert_array_equal(perturb_guides(guide, np.random.default_rng(0), IDENTITY), guide)
 
 
 def test_shifts_move_each_guide_by_at_most_the_range():
-    guide = smooth_batch(8, seed=3)[1]
+    guide = smooth_maps(8, seed=3, size=64, sigma=4)[1]
     shifted = perturb_guides(guide, np.random.default_rng(1), GuideRanges(**{**vars(IDENTITY), "max_shift_px": 1}))
     moves = []
     for before, after in zip(guide, shifted, strict=True):
@@ -57,7 +49,7 @@ def test_shifts_move_each_guide_by_at_most_the_range():
 
 
 def test_gamma_and_blur_do_what_they_say():
-    guide = smooth_batch(2, seed=4)[1].astype(np.float64)
+    guide = smooth_maps(2, seed=4, size=64, sigma=4)[1].astype(np.float64)
     gamma_2 = GuideRanges(**{**vars(IDENTITY), "gamma": (2.0, 2.0)})
     np.testing.assert_allclose(perturb_guides(guide, np.random.default_rng(0), gamma_2), guide**2, atol=1e-6)
     blur_1 = GuideRanges(**{**vars(IDENTITY), "blur_sigma_px": (1.0, 1.0)})

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import ndimage
+from conftest import smooth_maps
 
 from mrsisr.network.model import build_model
 from mrsisr.network.train import (
@@ -25,15 +25,6 @@ from mrsisr.network.train import (
 )
 
 TINY = {"width": 8, "mid_width": 4, "n_pairs": 1}
-
-
-def smooth_maps(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A stand-in dataset: smooth random fields (hr), their 4x4 block means (lr) and a related guide."""
-    rng = np.random.default_rng(seed)
-    hr = ndimage.gaussian_filter(rng.random((n, 128, 128)), sigma=(0, 6, 6))
-    hr = (hr - hr.min(axis=(1, 2), keepdims=True)) / np.ptp(hr, axis=(1, 2), keepdims=True)
-    lr = hr.reshape(n, 32, 4, 32, 4).mean(axis=(2, 4))
-    return lr.astype(np.float32), (1.0 - hr).astype(np.float32), hr.astype(np.float32)
 
 
 def epoch_of(batches: EpochBatches, epoch: int) -> list[tuple[dict, np.ndarray]]:

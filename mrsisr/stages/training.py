@@ -26,7 +26,7 @@ from mrsisr.study.atomic import atomic_path, save_json
 STAGE = get_stage("training")
 # Bumped whenever the code trains a different model for the same parameters (architecture, training or
 # validation numerics), so that no stale model is reused.
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 ARCHITECTURE = ("width", "mid_width", "n_pairs", "use_gdfn", "guided", "dtype_policy")
 EXPORTS = ("model.keras", "history.csv", "training.json")
 
@@ -76,6 +76,8 @@ def train_config(params: BaseModel) -> TrainConfig:
         seed=params.seed,
         strategy=params.strategy,
         jit_compile=params.jit_compile,
+        guide_augment=params.guide_augment,
+        guide_dropout=params.guide_dropout,
     )
 
 
