@@ -41,7 +41,7 @@ def default_model_path() -> Path:
     if not DEFAULT_MODEL.is_file():
         raise FileNotFoundError(
             f"no packaged default model at {DEFAULT_MODEL}: pass a trained model with --model "
-            "(e.g. runs/demo/model/model.keras) or train one with `python scripts/train_default_model.py`"
+            "(e.g. runs/demo/training/model.keras) or train one with `python scripts/train_default_model.py`"
         )
     expected = default_model_card().get("sha256")
     if not expected:
