@@ -9,11 +9,13 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import ndimage
 
+from mrsisr.anatomy.phantom import make_phantom
 from mrsisr.maps.lowres import make_lowres
 from mrsisr.maps.synthesis import KINDS
 from mrsisr.network.model import build_model
@@ -33,8 +35,8 @@ def _params(**overrides):
 
 
 def _publish_synthesis(run_dir: Path) -> None:
-    """A published synthesis output holding a test split: smooth 128x128 maps, their k-space 32x32 inputs, guides."""
-    output = cache.stage_output(run_dir, "synthesis", {"fake": "test split"})
+    """A published synthesis output (ci parameters) holding a test split: smooth maps, their k-space inputs, guides."""
+    output = cache.stage_output(run_dir, "synthesis", stage_parameters("synthesis", load_profile("ci")).model_dump())
     n = len(KINDS) * N_SUBJECTS
     hr = ndimage.gaussian_filter(np.random.default_rng(0).random((n, 128, 128)), (0, 6, 6))
     hr -= hr.min(axis=(1, 2), keepdims=True)
@@ -65,6 +67,10 @@ def _publish_training(run_dir: Path, seed: int = 0) -> cache.StageOutput:
     return output
 
 
+def _write_nifti(path: Path, data: np.ndarray) -> None:
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.diag([2.0, 2.0, 2.0, 1.0])), path)
+
+
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> tuple[Path, EvaluationResult]:
     run_dir = tmp_path_factory.mktemp("runs") / "ci"
@@ -91,7 +97,8 @@ def test_stage_writes_and_publishes(evaluated) -> None:
     assert list(result.summary["method"]) == ["model", *METHODS]
     assert set(result.tables) == {"table2.csv", "table2_by_kind.csv", "table2_by_grade.csv", "statistics.csv"}
     glue = result.glue_values
-    assert glue["n_maps"] == n
+    assert glue["n_maps"] == n and glue["real_run"] is False and np.isnan(glue["real_psnr_model"])
+    assert result.real is None and not (result.output.path / "real").exists()
     assert glue["psnr_gain_db"] == pytest.approx(glue["psnr_model"] - glue["psnr_spline"])
     figure = result.figure
     assert figure["truth"].shape == (2, 128, 128) and figure["lowres"].shape == (2, 32, 32)
@@ -123,20 +130,54 @@ def test_corrupted_metrics_are_detected_and_rebuilt(evaluated, capsys) -> None:
     assert (run_dir / "evaluation" / "metrics.csv").read_bytes() == original
 
 
-def test_new_parameters_or_model_give_a_new_folder(evaluated) -> None:
-    run_dir, result = evaluated
-    changed = run(run_dir, _params(methods=["nearest"], n_figure_examples=1))
-    assert changed.output.path != result.output.path
-    assert set(changed.metrics["method"]) == {"model", "nearest"} and changed.figure["truth"].shape[0] == 1
-    assert cache.current(run_dir, "evaluation").key == changed.output.key
-    _publish_training(run_dir, seed=1)
-    retrained = run(run_dir, _params(methods=["nearest"], n_figure_examples=1))
-    assert retrained.output.path not in (result.output.path, changed.output.path)
-
-
 def test_missing_upstream_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="stage 'synthesis'"):
         run(tmp_path, _params())
     _publish_synthesis(tmp_path)
     with pytest.raises(FileNotFoundError, match="stage 'training'"):
         run(tmp_path, _params())
+
+
+def test_real_anatomy_is_scored_beside_the_test_split(evaluated, tmp_path: Path, capsys) -> None:
+    run_dir, base = evaluated
+    phantom = make_phantom(5, "HGG")
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name in ("t1", "flair"):
+        _write_nifti(cases / f"sub01_{name}.nii.gz", phantom[name])
+    _write_nifti(cases / "sub01_seg.nii.gz", phantom["labels"])
+    segmentation = cache.stage_output(
+        run_dir,
+        "segmentation",
+        stage_parameters("segmentation", load_profile("ci", {"anatomy_voxel_mm": 3.0})).model_dump(),
+    )
+    segmentation.mark_complete()
+    cache.publish(run_dir, segmentation)  # the anatomy grid and classifier of the real cases come from it
+    params = _params(methods=["spline"], real_eval_root=str(cases / "*_t1.nii.gz"), real_eval_slices=1)
+    result = run(run_dir, params)
+    assert result.output.path != base.output.path  # new parameters, new folder
+    assert cache.current(run_dir, "evaluation").key == result.output.key
+    assert set(result.metrics["method"]) == {"model", "spline"}
+    real = result.real
+    assert real is not None and real.output == result.output
+    assert list(real.summary["method"]) == ["model", "model, no guide", "spline"]
+    assert len(real.metrics) == 3 * len(KINDS) and set(real.metrics["subject"]) == {"sub01"}
+    assert np.isfinite(real.metrics[["mse", "psnr", "ssim", "lpips"]].to_numpy()).all()
+    assert real.figure["truth"].shape == (2, 128, 128) and "pred_model, no guide" in real.figure
+    glue = result.glue_values
+    assert glue["real_run"] is True and glue["real_n_maps"] == len(KINDS)
+    unguided = real.summary.set_index("method").loc["model, no guide", "psnr_mean"]
+    assert glue["real_guide_gain_db"] == pytest.approx(glue["real_psnr_model"] - unguided)
+    assert glue["psnr_model"] == pytest.approx(result.summary.set_index("method").loc["model", "psnr_mean"])
+    # the real part is covered by the cache's checksums like the rest
+    real_metrics = result.output.path / "real" / "metrics.csv"
+    real_metrics.write_text("damaged")
+    assert not result.output.complete and "real/metrics.csv changed on disk" in capsys.readouterr().out
+
+
+def test_a_new_model_gives_a_new_folder(evaluated) -> None:
+    run_dir, base = evaluated
+    _publish_training(run_dir, seed=1)
+    retrained = run(run_dir, _params())
+    assert retrained.output.path != base.output.path
+    assert retrained.output.upstream["training"] == cache.current(run_dir, "training").key
