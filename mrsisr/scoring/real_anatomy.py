@@ -17,9 +17,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from mrsisr.anatomy.cohort import build_subject, cohort_specs
-from mrsisr.maps.lowres import make_lowres
-from mrsisr.maps.synthesis import KINDS
-from mrsisr.stages.synthesis import map_grid, normalise, subject_maps
+from mrsisr.maps.synthesis import KINDS, normalise_maps
+from mrsisr.stages.synthesis import SPLITS, lowres_inputs, subject_maps
 
 GLOB_CHARACTERS = "*?["
 
@@ -70,13 +69,12 @@ def real_anatomy_split(
     """
     params = real_cohort_parameters(root, segmentation)
     specs = cohort_specs(params)
-    grid = map_grid(synthesis)
     seeds = np.random.SeedSequence([int(synthesis["seed"]), 3]).spawn(len(specs))
     hr, guides, rows = [], [], []
     for spec, seed in zip(tqdm(specs, desc="real anatomy", disable=not progress), seeds, strict=True):
         arrays, row = build_subject(spec, float(params["anatomy_voxel_mm"]), params["segmentation_method"])
         rng = np.random.default_rng(seed)
-        maps, guide, chosen = subject_maps(arrays, row["grade"], (n_slices, n_slices), grid, rng)
+        maps, guide, chosen = subject_maps(arrays, row["grade"], (n_slices, n_slices), synthesis, rng)
         for s, k in enumerate(chosen):
             for kind in KINDS:
                 hr.append(maps[kind][s])
@@ -84,7 +82,7 @@ def real_anatomy_split(
                 rows.append({"subject": spec.subject, "grade": row["grade"], "slice": int(k), "kind": kind})
     if not rows:
         raise ValueError(f"real_eval_root {root}: no case has a slice whose tumour rises above the slice's FLAIR mean")
-    truth, scale = normalise(np.stack(hr))
+    truth, scale = normalise_maps(np.stack(hr))
     meta = pd.DataFrame(rows).assign(scale=scale)
-    lowres = make_lowres(truth, synthesis["lowres_size"], synthesis["lowres_method"])
+    lowres = lowres_inputs(truth, synthesis, stream=len(SPLITS))
     return lowres, np.stack(guides).astype(np.float32), truth, meta

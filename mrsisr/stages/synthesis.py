@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from mrsisr.maps.lowres import LOWRES_METHODS, make_lowres
 from mrsisr.maps.slices import MapGrid, brain_centre, candidate_slices, choose_slices, extract_slab, slab_voxels
-from mrsisr.maps.synthesis import KINDS, synthesize_maps, table1
+from mrsisr.maps.synthesis import KINDS, normalise_maps, synthesize_maps, table1
 from mrsisr.stages import get_stage, segmentation
 from mrsisr.study import cache
 from mrsisr.study.atomic import save_json, save_npy, save_text
@@ -94,7 +94,11 @@ def split_subjects(
 
 
 def subject_maps(
-    arrays: Mapping[str, np.ndarray], grade: str, slices_range: tuple[int, int], grid: MapGrid, rng: np.random.Generator
+    arrays: Mapping[str, np.ndarray],
+    grade: str,
+    slices_range: tuple[int, int],
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Synthesise one subject's maps and extract the selected slabs.
 
@@ -111,8 +115,9 @@ def subject_maps(
     if missing:
         raise ValueError(f"subject arrays lack {', '.join(missing)}")
     voxel_mm = np.asarray(arrays["voxel_mm"], dtype=float)
+    grid = map_grid(params)
     depth = slab_voxels(grid.thickness_mm, float(voxel_mm[2]))
-    volumes = synthesize_maps(arrays["gm"], arrays["wm"], arrays["csf"], arrays["labels"], grade, rng)
+    volumes = subject_volumes(arrays, grade, params, rng)
     candidates = candidate_slices(arrays["labels"], arrays["flair"], arrays["brain"], depth)
     chosen = choose_slices(candidates, *slices_range, rng)
     if len(chosen) == 0:
@@ -154,8 +159,8 @@ def synthesize_subject(
     params = stage_parameters("synthesis", load_profile(profile, overrides)).model_dump()
     slices_range = (params["slices_min"], params["slices_max"])
     rng = np.random.default_rng(seed)
-    maps, guide, chosen = subject_maps(subject, subject["grade"], slices_range, map_grid(params), rng)
-    return {kind: normalise(stack)[0] for kind, stack in maps.items()}, guide, chosen
+    maps, guide, chosen = subject_maps(subject, subject["grade"], slices_range, params, rng)
+    return {kind: normalise_maps(stack)[0] for kind, stack in maps.items()}, guide, chosen
 
 
 def load_test_split(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
@@ -184,24 +189,31 @@ def figure_maps(
     arrays = segmentation.read_subject(segmentation_output, subject)
     rng = np.random.default_rng(subject_seeds(params["seed"], len(subjects))[index + 1])
     grade = subjects["grade"].iloc[index]
-    volumes = synthesize_maps(arrays["gm"], arrays["wm"], arrays["csf"], arrays["labels"], grade, rng)
+    volumes = subject_volumes(arrays, grade, params, rng)
     grid = map_grid(params)
     voxel_mm, centre = np.asarray(arrays["voxel_mm"], float), brain_centre(arrays["brain"])
-    maps = {kind: normalise(extract_slab(volumes[kind], k, voxel_mm, centre, grid))[0] for kind in KINDS}
+    maps = {kind: normalise_maps(extract_slab(volumes[kind], k, voxel_mm, centre, grid))[0] for kind in KINDS}
     flair = extract_slab(arrays["flair"], k, voxel_mm, centre, grid)
     return maps, flair / max(float(flair.max()), 1e-12)
+
+
+def subject_volumes(
+    arrays: Mapping[str, np.ndarray], grade: str, params: Mapping[str, Any], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """The subject's five concentration and ratio volumes, from its tissue fractions and tumour labels."""
+    tissues = (arrays["gm"], arrays["wm"], arrays["csf"], arrays["labels"])
+    return synthesize_maps(*tissues, grade, rng, tissue_model=params["tissue_model"])
+
+
+def lowres_inputs(hr: np.ndarray, params: Mapping[str, Any], stream: int) -> np.ndarray:
+    """The low-resolution inputs of normalised maps ``hr``, with ``map_noise`` drawn from seed stream ``stream``."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(params["seed"]), 3, stream]))
+    return make_lowres(hr, params["lowres_size"], params["lowres_method"], noise=params["map_noise"], rng=rng)
 
 
 def map_grid(params: Mapping[str, Any]) -> MapGrid:
     """The maps' grid: matrix, field of view and slab thickness."""
     return MapGrid(params["map_size"], float(params["fov_mm"]), float(params["slice_thickness_mm"]))
-
-
-def normalise(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Divide each map (last two axes) by its maximum; return the maps and the maxima (0 stays 0)."""
-    scale = maps.max(axis=(-2, -1))
-    safe = np.where(scale > 0, scale, 1.0)
-    return (maps / safe[..., None, None]).astype(np.float32), scale.astype(np.float64)
 
 
 def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) -> SynthesisResult:
@@ -259,7 +271,6 @@ def _build(anatomy: cache.StageOutput, output: cache.StageOutput, keyed: dict[st
     subjects = pd.read_csv(anatomy.path / "subjects.csv", dtype={"subject": str})
     if subjects.empty:
         raise ValueError(f"{anatomy.path / 'subjects.csv'} lists no subject")
-    grid = map_grid(keyed)
     seeds = subject_seeds(keyed["seed"], len(subjects))
     splits = split_subjects(
         subjects, keyed["n_test_subjects"], float(keyed["val_fraction"]), np.random.default_rng(seeds[0])
@@ -276,7 +287,7 @@ def _build(anatomy: cache.StageOutput, output: cache.StageOutput, keyed: dict[st
         arrays = segmentation.read_subject(anatomy, row.subject)
         try:
             maps, guide, chosen = subject_maps(
-                arrays, row.grade, n_range, grid, np.random.default_rng(seeds[index + 1])
+                arrays, row.grade, n_range, keyed, np.random.default_rng(seeds[index + 1])
             )
         except ValueError as error:
             raise ValueError(f"{anatomy.path / (row.subject + '.npz')}: {error}") from error
@@ -302,8 +313,8 @@ def _write_split(folder: Path, split: str, entries: list, keyed: dict[str, Any])
                 meta.append({"subject": row.subject, "grade": row.grade, "slice": int(k), "kind": kind})
     size = keyed["map_size"]
     hr_raw = np.stack(hr_maps) if hr_maps else np.zeros((0, size, size), np.float32)
-    hr, scale = normalise(hr_raw)
-    lr = make_lowres(hr, keyed["lowres_size"], keyed["lowres_method"])
+    hr, scale = normalise_maps(hr_raw)
+    lr = lowres_inputs(hr, keyed, SPLITS.index(split))
     guide = np.stack(guides).astype(np.float32) if guides else np.zeros((0, size, size), np.float32)
     table = pd.DataFrame(meta, columns=list(SPLIT_COLUMNS[:-1]))
     table["scale"] = scale
