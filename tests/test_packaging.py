@@ -14,7 +14,8 @@ from packaging.utils import canonicalize_name
 from mrsisr.study.runner import REPO_ROOT
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-DECLARED = {canonicalize_name(Requirement(line).name): Requirement(line) for line in PYPROJECT["project"]["dependencies"]}
+REQUIREMENTS = [Requirement(line) for line in PYPROJECT["project"]["dependencies"]]
+DECLARED = {canonicalize_name(requirement.name): requirement for requirement in REQUIREMENTS}
 
 
 def _top_level_imports(folder: Path) -> set[str]:

@@ -34,6 +34,14 @@ def _params(**overrides):
     return stage_parameters("evaluation", load_profile("ci", {"methods": METHODS, **overrides}))
 
 
+def _publish_segmentation(run_dir: Path) -> None:
+    """A published segmentation output: the anatomy grid and classifier real cases are built with (3 mm: fast)."""
+    params = stage_parameters("segmentation", load_profile("ci", {"anatomy_voxel_mm": 3.0})).model_dump()
+    output = cache.stage_output(run_dir, "segmentation", params)
+    output.mark_complete()
+    cache.publish(run_dir, output)
+
+
 def _publish_synthesis(run_dir: Path) -> None:
     """A published synthesis output (ci parameters) holding a test split: smooth maps, their k-space inputs, guides."""
     output = cache.stage_output(run_dir, "synthesis", stage_parameters("synthesis", load_profile("ci")).model_dump())
@@ -74,6 +82,7 @@ def _write_nifti(path: Path, data: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> tuple[Path, EvaluationResult]:
     run_dir = tmp_path_factory.mktemp("runs") / "ci"
+    _publish_segmentation(run_dir)
     _publish_synthesis(run_dir)
     _publish_training(run_dir)
     return run_dir, run(run_dir, _params())
@@ -83,7 +92,7 @@ def test_stage_writes_and_publishes(evaluated) -> None:
     run_dir, result = evaluated
     output = result.output
     assert output.complete and cache.current(run_dir, "evaluation").key == output.key
-    assert set(output.upstream) == {"synthesis", "training"}
+    assert set(output.upstream) == {"segmentation", "synthesis", "training"}
     assert list(output.params["methods"]) == METHODS and len(output.params["lpips_weights"]) > 0
     for name in (*RESULT_FILES, FIGURE_FILE):
         assert (run_dir / "evaluation" / name).read_bytes() == (output.path / name).read_bytes(), name
@@ -131,6 +140,9 @@ def test_corrupted_metrics_are_detected_and_rebuilt(evaluated, capsys) -> None:
 
 
 def test_missing_upstream_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="stage 'segmentation'"):
+        run(tmp_path, _params())
+    _publish_segmentation(tmp_path)
     with pytest.raises(FileNotFoundError, match="stage 'synthesis'"):
         run(tmp_path, _params())
     _publish_synthesis(tmp_path)
@@ -146,13 +158,6 @@ def test_real_anatomy_is_scored_beside_the_test_split(evaluated, tmp_path: Path,
     for name in ("t1", "flair"):
         _write_nifti(cases / f"sub01_{name}.nii.gz", phantom[name])
     _write_nifti(cases / "sub01_seg.nii.gz", phantom["labels"])
-    segmentation = cache.stage_output(
-        run_dir,
-        "segmentation",
-        stage_parameters("segmentation", load_profile("ci", {"anatomy_voxel_mm": 3.0})).model_dump(),
-    )
-    segmentation.mark_complete()
-    cache.publish(run_dir, segmentation)  # the anatomy grid and classifier of the real cases come from it
     params = _params(methods=["spline"], real_eval_root=str(cases / "*_t1.nii.gz"), real_eval_slices=1)
     result = run(run_dir, params)
     assert result.output.path != base.output.path  # new parameters, new folder

@@ -154,7 +154,8 @@ def calibrate(
     settings : sequence of dict
         Candidate settings (keys of :data:`DEFAULT_SETTING`; missing keys take its values).
     cohorts : mapping of str to sequence of SubjectSpec
-        Named cohorts of the anatomy stage's subjects (:func:`mrsisr.anatomy.cohort.cohort_specs`).
+        Named cohorts of the anatomy stage's subjects (:func:`mrsisr.anatomy.cohort.cohort_specs`), built
+        and segmented once per anatomy voxel size of the settings.
     seed : int
         Seed of the concentrations, slice choice and noise (the same per subject in every setting).
     progress : bool
@@ -165,35 +166,71 @@ def calibrate(
     Returns
     -------
     pandas.DataFrame
+        As :func:`calibrate_subjects`.
+    """
+    full = [full_setting(s) for s in settings]
+    if not full or not cohorts:
+        raise ValueError("calibration needs at least one setting and one cohort")
+    tables = []
+    for voxel_mm in sorted({float(s["anatomy_voxel_mm"]) for s in full}):
+        built: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
+        jobs = [(name, spec) for name, specs in cohorts.items() for spec in specs]
+        for name, spec in tqdm(jobs, desc=f"calibration, {voxel_mm:g} mm", disable=not progress):
+            anatomy, row = build_subject(spec, voxel_mm, segmentation_method)
+            built.setdefault(name, []).append((anatomy, row["grade"]))
+        same_voxel = [s for s in full if float(s["anatomy_voxel_mm"]) == voxel_mm]
+        tables.append(calibrate_subjects(same_voxel, built, seed))
+    table = pd.concat(tables, ignore_index=True).drop_duplicates(["cohort", "setting", "method"])
+    order = {setting_label(s): n for n, s in enumerate(full)}
+    ours = table["cohort"] != PAPER_COHORT
+    ranked = table[ours].assign(_order=table.loc[ours, "setting"].map(order)).sort_values(["cohort", "_order"])
+    return pd.concat([table[~ours], ranked.drop(columns="_order")], ignore_index=True)
+
+
+def calibrate_subjects(
+    settings: Sequence[Mapping[str, Any]],
+    cohorts: Mapping[str, Sequence[tuple[Mapping[str, Any], str]]],
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Nearest and spline scores of each setting on subjects already built, beside the paper's rows.
+
+    Parameters
+    ----------
+    settings : sequence of dict
+        Candidate settings; their ``anatomy_voxel_mm`` must be that of the subjects (it is not checked).
+    cohorts : mapping of str to sequence of (arrays, grade)
+        Named cohorts: each subject's arrays (``gm, wm, csf, labels, flair, brain, voxel_mm``, as the
+        segmentation stage stores them) and its grade.
+    seed : int
+        Seed of the concentrations, slice choice and noise (the same per subject in every setting).
+
+    Returns
+    -------
+    pandas.DataFrame
         The paper's rows, then one row per (cohort, setting, method): ``cohort, setting``, the setting's
         keys, ``method, n_maps, psnr, ssim, lpips`` (means over maps) and ``d_psnr, d_ssim, d_lpips``
         (ours minus the paper's).
     """
     full = [full_setting(s) for s in settings]
-    if not full or not cohorts:
-        raise ValueError("calibration needs at least one setting and one cohort")
-    voxel_sizes = sorted({float(s["anatomy_voxel_mm"]) for s in full})
-    maps: dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]] = {}
-    jobs = [(name, i, spec, v) for name, specs in cohorts.items() for v in voxel_sizes for i, spec in enumerate(specs)]
-    for name, index, spec, voxel_mm in tqdm(jobs, desc="calibration", disable=not progress):
-        anatomy, row = build_subject(spec, voxel_mm, segmentation_method)
-        for number, setting in enumerate(full):
-            if float(setting["anatomy_voxel_mm"]) != voxel_mm:
-                continue
-            rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-            noise_rng = np.random.default_rng(np.random.SeedSequence([seed, index, 1]))
-            pair = slice_maps(anatomy, row["grade"], setting, rng, noise_rng)
-            if pair is not None:
-                maps.setdefault((name, number), []).append(pair)
-    paper = paper_rows().assign(cohort=PAPER_COHORT, setting="paper")
     rows = []
-    for (name, number), pairs in sorted(maps.items()):
-        hr = np.concatenate([p[0] for p in pairs])
-        lr = np.concatenate([p[1] for p in pairs])
-        for method in METHODS:
-            scores = per_map_metrics(interpolate(lr, method), hr)
-            row = {"cohort": name, "setting": setting_label(full[number]), **full[number], "method": method}
-            rows.append(row | {"n_maps": len(hr)} | {k: float(scores[k].mean()) for k in METRICS})
+    for name, subjects in cohorts.items():
+        for setting in full:
+            pairs = []
+            for index, (anatomy, grade) in enumerate(subjects):
+                rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+                noise_rng = np.random.default_rng(np.random.SeedSequence([seed, index, 1]))
+                pair = slice_maps(anatomy, grade, setting, rng, noise_rng)
+                if pair is not None:
+                    pairs.append(pair)
+            if not pairs:
+                continue
+            hr = np.concatenate([p[0] for p in pairs])
+            lr = np.concatenate([p[1] for p in pairs])
+            for method in METHODS:
+                scores = per_map_metrics(interpolate(lr, method), hr)
+                row = {"cohort": name, "setting": setting_label(setting), **setting, "method": method}
+                rows.append(row | {"n_maps": len(hr)} | {k: float(scores[k].mean()) for k in METRICS})
+    paper = paper_rows().assign(cohort=PAPER_COHORT, setting="paper")
     table = pd.concat([paper, pd.DataFrame(rows)], ignore_index=True)
     reference = paper.set_index("method")
     for k in METRICS:

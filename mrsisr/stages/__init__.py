@@ -54,7 +54,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("segmentation", 1, (), "Anatomy and tissue segmentation"),
     Stage("synthesis", 2, ("segmentation",), "Metabolite maps"),
     Stage("training", 3, ("synthesis",), "Training the super-resolution network"),
-    Stage("evaluation", 4, ("synthesis", "training"), "Evaluation: Table 2 and Figure 3"),
+    Stage("evaluation", 4, ("segmentation", "synthesis", "training"), "Evaluation: Table 2 and Figure 3"),
     Stage("validation_7t", 5, ("training",), "Validation on 7T-like MRSI: Figure 4"),
 )
 

@@ -18,17 +18,18 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from mrsisr.anatomy.cohort import cohort_specs
 from mrsisr.network import packaged
 from mrsisr.network.model import is_guided, load_model, predict
 from mrsisr.scoring import lpips
 from mrsisr.scoring.baselines import interpolate_all
 from mrsisr.scoring.figures import choose_examples
-from mrsisr.scoring.real_anatomy import real_anatomy_split
+from mrsisr.scoring.real_anatomy import real_anatomy_split, real_cohort_parameters
 from mrsisr.scoring.tables import BREAKDOWNS, REFERENCE_METHOD, RESULT_FILES, evaluate_predictions, write_results
 from mrsisr.stages import get_stage
 from mrsisr.stages.synthesis import load_split
 from mrsisr.study import cache
-from mrsisr.study.atomic import save_npz
+from mrsisr.study.atomic import file_sha256, save_npz
 
 STAGE = get_stage("evaluation")
 CACHE_VERSION = 2
@@ -95,6 +96,12 @@ def run(run_dir: str | os.PathLike, params: BaseModel) -> EvaluationResult:
 
     """
     values = params.model_dump() | {"lpips_weights": lpips.weights_digest()}
+    if params.real_eval_root:
+        segmentation = cache.current(run_dir, "segmentation").params
+        specs = cohort_specs(real_cohort_parameters(params.real_eval_root, segmentation))
+        files = {spec.subject: (spec.t1, spec.flair, spec.seg) for spec in specs}
+        values["real_files"] = {subject: [file_sha256(f) for f in paths if f] for subject, paths in files.items()}
+        values["packaged_model"] = file_sha256(packaged.default_model_path())
     output = cache.open_stage(run_dir, STAGE, values, CACHE_VERSION)
     if not output.complete:
         synthesis = cache.current(run_dir, "synthesis")

@@ -50,7 +50,8 @@ class SegmentationResult:
     seconds, workers : float, int
         Wall time of the run that built the cache, and its worker processes.
     figure_subject, figure_slice : str, int
-        Figure 1's subject and axial slice (the first subject's slice with the largest tumour area).
+        Figure 1's subject and axial slice (of the first subject with a tumour, its slice with the largest
+        tumour area).
     figure_arrays : dict
         That subject's arrays.
     """
@@ -149,8 +150,10 @@ def read_result(output: cache.StageOutput) -> SegmentationResult:
     """Read a complete segmentation output into the result its notebook shows."""
     subjects = pd.read_csv(output.path / "subjects.csv", dtype={"subject": str})
     stage = cache.read_json(output.path / "stage.json")
-    subject = subjects["subject"].iloc[0]
-    arrays = read_subject(output, subject)
+    for subject in subjects["subject"]:  # the first subject with a tumour
+        arrays = read_subject(output, subject)
+        if arrays["labels"].any():
+            break
     k = int(np.argmax((arrays["labels"] > 0).sum(axis=(0, 1))))
     return SegmentationResult(
         output=output,

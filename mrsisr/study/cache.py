@@ -111,7 +111,8 @@ def stage_output(
     key = stage_key(params, upstream_keys)
     path = Path(run_dir) / stage / key
     path.mkdir(parents=True, exist_ok=True)
-    return StageOutput(stage=stage, key=key, path=path, params=dict(params), upstream=upstream_keys)
+    as_recorded = json.loads(json.dumps(dict(params), default=str))  # as current() reads them back
+    return StageOutput(stage=stage, key=key, path=path, params=as_recorded, upstream=upstream_keys)
 
 
 def open_stage(run_dir: str | os.PathLike, stage: Any, params: Mapping[str, Any], version: int) -> StageOutput:
@@ -174,7 +175,10 @@ def current(run_dir: str | os.PathLike, stage: str) -> StageOutput:
     if not (path / COMPLETE_MARKER).is_file():
         raise FileNotFoundError(f"stage {stage!r} output {path} is incomplete: run that stage again")
     record = read_json(path / PARAMS_FILE)
-    return StageOutput(stage=stage, key=key, path=path, params=record["params"], upstream=record.get("upstream", {}))
+    output = StageOutput(stage=stage, key=key, path=path, params=record["params"], upstream=record.get("upstream", {}))
+    if not output.complete:
+        raise FileNotFoundError(f"stage {stage!r} output {path} changed on disk: run that stage again")
+    return output
 
 
 def read_json(path: Path) -> dict:
