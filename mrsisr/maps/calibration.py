@@ -259,3 +259,22 @@ def choose_setting(table: pd.DataFrame, cohort: str) -> dict[str, Any]:
     chosen = rows[rows["setting"] == best].set_index("method")
     residuals = {f"{k}_{m}": float(chosen.loc[m, k]) for m in METHODS for k in ("d_psnr", "d_ssim")}
     return {"setting": best, "score": float(scores[best]), "within_target": bool(scores[best] <= 1.0)} | residuals
+
+
+def calibration_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The calibration table as a reader compares it: one row per cohort and setting, the paper's first.
+
+    Columns: PSNR (dB), SSIM and LPIPS of nearest and spline, as "value" strings (PSNR with 2 decimals).
+    """
+    shown = table.assign(
+        psnr=table["psnr"].map("{:.2f}".format),
+        ssim=table["ssim"].map("{:.3f}".format),
+        lpips=table["lpips"].map("{:.3f}".format),
+    )
+    wide = shown.pivot_table(
+        index=["cohort", "setting"], columns="method", values=list(METRICS), aggfunc="first", sort=False
+    )
+    labels = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
+    wide.columns = [f"{method} {labels[metric]}" for metric, method in wide.columns]
+    order = [f"{method} {label}" for method in METHODS for label in labels.values()]
+    return wide[order]

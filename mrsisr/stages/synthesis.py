@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel
 from tqdm import tqdm
 
+from mrsisr.maps.calibration import calibrate_subjects, setting_label
 from mrsisr.maps.lowres import LOWRES_METHODS, make_lowres
 from mrsisr.maps.slices import MapGrid, brain_centre, candidate_slices, choose_slices, extract_slab, slab_voxels
 from mrsisr.maps.synthesis import KINDS, normalise_maps, synthesize_maps, table1
@@ -31,11 +32,19 @@ from mrsisr.study.atomic import save_json, save_npy, save_text
 from mrsisr.study.profiles import load_profile, stage_parameters
 
 STAGE = get_stage("synthesis")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_COLUMNS = ("subject", "grade", "slice", "kind", "scale")
 REQUIRED_ARRAYS = ("flair", "labels", "brain", "gm", "wm", "csf", "voxel_mm")
 MANIFEST = "manifest.json"
+CALIBRATION = "calibration.csv"
+#: Settings the paper's text allows, beside this run's own, in the calibration of notebook 02.
+ALTERNATIVE_SETTINGS: tuple[dict[str, Any], ...] = (
+    {"slice_thickness_mm": 10.0, "tissue_model": "partial_volume", "fov_mm": 220.0},  # the physical setting
+    {"slice_thickness_mm": 0.0, "tissue_model": "partial_volume", "fov_mm": 220.0},
+    {"slice_thickness_mm": 0.0, "tissue_model": "hard", "fov_mm": 220.0},
+    {"slice_thickness_mm": 0.0, "tissue_model": "hard", "fov_mm": 240.0, "lowres_method": "block"},
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,10 @@ class SynthesisResult:
         The FLAIR of that slab.
     lowres_examples : dict of str to ndarray
         Figure 1's tCho map and its low-resolution versions by every method.
+    calibration : DataFrame
+        Nearest and spline scores of this run's synthesis setting and of the alternatives the paper's text
+        allows, on the first ``calibration_subjects`` subjects, beside the paper's rows
+        (:mod:`mrsisr.maps.calibration`); empty when ``calibration_subjects`` is 0.
     """
 
     output: cache.StageOutput
@@ -65,12 +78,24 @@ class SynthesisResult:
     figure_maps: dict
     figure_guide: np.ndarray
     lowres_examples: dict
+    calibration: pd.DataFrame
 
     @property
     def glue_values(self) -> dict:
         """The numbers the book's prose pages quote."""
         values = {f"n_{split}_maps": int(self.counts.loc[split, "maps"]) for split in SPLITS}
-        return values | {"n_subjects": int(self.counts["subjects"].sum())}
+        values["n_subjects"] = int(self.counts["subjects"].sum())
+        for method in ("nearest", "spline"):  # this run's own setting, the first one calibrated
+            for metric in ("psnr", "ssim"):
+                values[f"calibration_{method}_{metric}"] = self._calibrated(method, metric)
+        return values
+
+    def _calibrated(self, method: str, metric: str) -> float:
+        if self.calibration.empty:
+            return float("nan")
+        own = self.calibration[self.calibration["setting"] != "paper"]["setting"].iloc[0]
+        row = self.calibration[(self.calibration["setting"] == own) & (self.calibration["method"] == method)]
+        return float(row[metric].iloc[0])
 
 
 def split_subjects(
@@ -264,6 +289,7 @@ def read_result(output: cache.StageOutput, anatomy: cache.StageOutput, params: M
         figure_maps=maps,
         figure_guide=guide,
         lowres_examples=lowres,
+        calibration=read_table(output.path / CALIBRATION),
     )
 
 
@@ -301,6 +327,27 @@ def _build(anatomy: cache.StageOutput, output: cache.StageOutput, keyed: dict[st
     for split in SPLITS:
         manifest["splits"][split] = _write_split(output.path, split, parts[split], keyed)
     save_json(output.path / MANIFEST, manifest)
+    save_text(output.path / CALIBRATION, calibration(anatomy, subjects, keyed).to_csv(index=False))
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV table of the stage; an empty one (no columns) when the stage wrote none."""
+    return pd.read_csv(path) if path.read_text().strip() else pd.DataFrame()
+
+
+def calibration(anatomy: cache.StageOutput, subjects: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    """Nearest and spline scores of this run's setting and of :data:`ALTERNATIVE_SETTINGS` on its first subjects."""
+    if params["calibration_subjects"] == 0:
+        return pd.DataFrame()
+    names = ("slice_thickness_mm", "tissue_model", "fov_mm", "lowres_method", "map_noise")
+    own = {name: params[name] for name in names}
+    voxel = {"anatomy_voxel_mm": float(anatomy.params["anatomy_voxel_mm"])}
+    settings = [voxel | own] + [voxel | setting for setting in ALTERNATIVE_SETTINGS]
+    unique = list({setting_label(s): s for s in settings}.values())
+    chosen = subjects.head(params["calibration_subjects"])
+    cohort = [(segmentation.read_subject(anatomy, row.subject), row.grade) for row in chosen.itertuples(index=False)]
+    name = f"{anatomy.params['anatomy_source']} ({len(cohort)} subjects)"
+    return calibrate_subjects(unique, {name: cohort}, seed=params["seed"])
 
 
 def _write_split(folder: Path, split: str, entries: list, keyed: dict[str, Any]) -> dict[str, Any]:

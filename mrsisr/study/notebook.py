@@ -95,13 +95,12 @@ class StagePage:
         """Run the stage (or reuse its cache) with the page's parameters; return the stage's result."""
         return self.stage.module().run(self.run_dir, self.params, **options)
 
-    def save_figure(self, fig: Any, name: str) -> Path:
+    def save_figure(self, fig: Any, name: str) -> None:
         """Save a matplotlib figure to ``figures_dir/name`` atomically, at the study's one resolution."""
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         path = self.figures_dir / name
         with atomic_path(path, suffix=path.suffix) as tmp:
             fig.savefig(tmp, dpi=FIGURE_DPI, bbox_inches="tight", format=path.suffix.lstrip("."))
-        return path
 
     def glue(self, values: Mapping[str, Any]) -> None:
         """Glue every value (and the profile) under ``<stage>_<name>``, for the book's pages (``{glue:text}``)."""
