@@ -3,7 +3,8 @@
 The few functions a script needs, in the order data flows (imported on first use, so that
 ``import mrsisr`` stays fast):
 
-- anatomy: :func:`load_subject` (T1, FLAIR and tumour mask from files), :func:`make_phantom`;
+- anatomy: :func:`load_subject` (T1, FLAIR and tumour mask from files, segmented), :func:`make_phantom`,
+  :func:`segment_tissues`;
 - maps: :func:`synthesize_subject` (a subject's maps as the study makes them), :func:`make_lowres`;
 - data of a run: :func:`load_profile`, :func:`load_test_split`;
 - network: :func:`load_model`, :func:`predict`;
@@ -20,6 +21,7 @@ __version__ = "0.2.0"
 _HOMES = {
     "load_subject": "mrsisr.anatomy.subject",
     "make_phantom": "mrsisr.anatomy.phantom",
+    "segment_tissues": "mrsisr.anatomy.segmentation",
     "synthesize_subject": "mrsisr.stages.synthesis",
     "make_lowres": "mrsisr.maps.lowres",
     "load_profile": "mrsisr.study.profiles",

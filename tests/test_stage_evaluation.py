@@ -16,12 +16,13 @@ import pytest
 from scipy import ndimage
 
 from mrsisr.anatomy.phantom import make_phantom
+from mrsisr.maps.kspace import fourier_resample
 from mrsisr.maps.lowres import make_lowres
 from mrsisr.maps.synthesis import KINDS
 from mrsisr.network.model import build_model
 from mrsisr.scoring.figures import plot_figure3
 from mrsisr.scoring.tables import RESULT_FILES
-from mrsisr.stages.evaluation import FIGURE_FILE, EvaluationResult, run
+from mrsisr.stages.evaluation import CONSISTENT, FIGURE_FILE, EvaluationResult, run
 from mrsisr.study import cache
 from mrsisr.study.atomic import save_npy, save_text
 from mrsisr.study.profiles import load_profile, stage_parameters
@@ -98,12 +99,15 @@ def test_stage_writes_and_publishes(evaluated) -> None:
         assert (run_dir / "evaluation" / name).read_bytes() == (output.path / name).read_bytes(), name
     metrics = result.metrics
     n = len(KINDS) * N_SUBJECTS
-    assert metrics.groupby("method").size().to_dict() == {"model": n, **dict.fromkeys(METHODS, n)}
+    assert metrics.groupby("method").size().to_dict() == {"model": n, CONSISTENT: n, **dict.fromkeys(METHODS, n)}
     assert np.isfinite(metrics[["mse", "psnr", "ssim", "lpips"]].to_numpy()).all()
     # the untrained network is a k-space upsampler: the model's scores are the kspace baseline's
     by_method = metrics.set_index(["method", "subject", "slice", "kind"])["mse"]
     np.testing.assert_allclose(by_method.loc["model"], by_method.loc["kspace"], rtol=1e-3, atol=1e-8)
-    assert list(result.summary["method"]) == ["model", *METHODS]
+    assert list(result.summary["method"]) == ["model", CONSISTENT, *METHODS]
+    # k-space inputs: the data-consistent maps give back their input when truncated again
+    consistent = result.figure[f"pred_{CONSISTENT}"]
+    np.testing.assert_allclose(fourier_resample(consistent, 32), result.figure["lowres"], atol=1e-5)
     assert set(result.tables) == {"table2.csv", "table2_by_kind.csv", "table2_by_grade.csv", "statistics.csv"}
     glue = result.glue_values
     assert glue["n_maps"] == n and glue["real_run"] is False and np.isnan(glue["real_psnr_model"])
@@ -162,7 +166,7 @@ def test_real_anatomy_is_scored_beside_the_test_split(evaluated, tmp_path: Path,
     result = run(run_dir, params)
     assert result.output.path != base.output.path  # new parameters, new folder
     assert cache.current(run_dir, "evaluation").key == result.output.key
-    assert set(result.metrics["method"]) == {"model", "spline"}
+    assert set(result.metrics["method"]) == {"model", CONSISTENT, "spline"}
     real = result.real
     assert real is not None and real.output == result.output
     assert list(real.summary["method"]) == ["model", "model, no guide", "spline"]

@@ -19,23 +19,29 @@ import pandas as pd
 from pydantic import BaseModel
 
 from mrsisr.anatomy.cohort import cohort_specs
+from mrsisr.mrsi.consistency import enforce_data_consistency
 from mrsisr.network import packaged
 from mrsisr.network.model import is_guided, load_model, predict
 from mrsisr.scoring import lpips
 from mrsisr.scoring.baselines import interpolate_all
 from mrsisr.scoring.figures import choose_examples
 from mrsisr.scoring.real_anatomy import real_anatomy_split, real_cohort_parameters
+from mrsisr.scoring.robustness import guide_robustness
 from mrsisr.scoring.tables import BREAKDOWNS, REFERENCE_METHOD, RESULT_FILES, evaluate_predictions, write_results
 from mrsisr.stages import get_stage
 from mrsisr.stages.synthesis import load_split
 from mrsisr.study import cache
-from mrsisr.study.atomic import file_sha256, save_npz
+from mrsisr.study.atomic import file_sha256, save_npz, save_text
 
 STAGE = get_stage("evaluation")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 FIGURE_FILE = "figure3.npz"
 REAL = "real"
 UNGUIDED = "model, no guide"
+#: The model's maps with their central k-space replaced by the input's (``mrsisr upscale --data-consistency``);
+#: scored when the inputs are k-space truncations, for which that step is exact.
+CONSISTENT = "model + data consistency"
+ROBUSTNESS = "robustness.csv"
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ class EvaluationResult:
         Figure 3's examples: ``truth``, ``lowres``, ``pred_<method>`` and their ``subject``, ``kind``, ``grade``.
     real : EvaluationResult or None
         The same for maps synthesised from the real anatomy under ``real_eval_root`` (None when unset).
+    robustness : DataFrame or None
+        The guided model's scores with its test guides perturbed (:mod:`mrsisr.scoring.robustness`);
+        None for an unguided model.
     """
 
     output: cache.StageOutput
@@ -59,6 +68,7 @@ class EvaluationResult:
     tables: dict
     figure: dict
     real: EvaluationResult | None = None
+    robustness: pd.DataFrame | None = None
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -107,8 +117,13 @@ def run(run_dir: str | os.PathLike, params: BaseModel) -> EvaluationResult:
         synthesis = cache.current(run_dir, "synthesis")
         model = load_model(cache.current(run_dir, "training").path / "model.keras")
         lr, guide, hr, meta = load_split(synthesis.path, "test")
-        predictions = {REFERENCE_METHOD: predict(model, lr, guide)} | interpolate_all(lr, params.methods)
+        predictions = {REFERENCE_METHOD: predict(model, lr, guide)}
+        if synthesis.params["lowres_method"] == "kspace":
+            predictions[CONSISTENT] = enforce_data_consistency(predictions[REFERENCE_METHOD], lr).astype(np.float32)
+        predictions |= interpolate_all(lr, params.methods)
         _score(output.path, predictions, lr, hr, meta, params)
+        if is_guided(model):
+            save_text(output.path / ROBUSTNESS, guide_robustness(model, lr, guide, hr).to_csv(index=False))
         if params.real_eval_root:
             segmentation = cache.current(run_dir, "segmentation").params
             lr, guide, hr, meta = real_anatomy_split(
@@ -141,11 +156,12 @@ def read_result(output: cache.StageOutput, folder: Path | None = None) -> Evalua
     folder = output.path if folder is None else folder
     with np.load(folder / FIGURE_FILE, allow_pickle=False) as data:
         figure = {name: data[name] for name in data.files}
-    real = folder / REAL
+    real, robustness = folder / REAL, folder / ROBUSTNESS
     return EvaluationResult(
         output=output,
         metrics=pd.read_csv(folder / "metrics.csv", dtype={"subject": str}),
         tables={name: pd.read_csv(folder / name) for name in (*BREAKDOWNS, "statistics.csv")},
         figure=figure,
         real=read_result(output, real) if real.is_dir() else None,
+        robustness=pd.read_csv(robustness) if robustness.is_file() else None,
     )
