@@ -40,7 +40,8 @@ def _fake_subject(rng, with_tumour=True):
 
 def _fake_segmentation(run_dir, n=6, tumour_free=()):
     """A published segmentation output with the files its read_result reads (subjects, Dice, timing, stage record)."""
-    output = cache.stage_output(run_dir, "segmentation", {"fake": n, "tumour_free": list(tumour_free)})
+    anatomy = stage_parameters("segmentation", load_profile("ci")).model_dump()
+    output = cache.stage_output(run_dir, "segmentation", anatomy | {"fake": n, "tumour_free": list(tumour_free)})
     rng = np.random.default_rng(1)
     names = [f"s{i:02d}" for i in range(n)]
     for i, name in enumerate(names):
@@ -189,3 +190,17 @@ def test_bad_input(tmp_path):
         load_split(tmp_path, "holdout")
     with pytest.raises(FileNotFoundError, match="train_lr.npy"):
         load_split(tmp_path, "train")
+
+
+def test_calibration_scores_the_runs_setting_first_beside_the_paper(tmp_path):
+    _fake_segmentation(tmp_path)
+    result = run(tmp_path, _params(calibration_subjects=2), progress=False)
+    table = result.calibration
+    assert list(table["setting"][:2]) == ["paper", "paper"]
+    ours = table[table["setting"] != "paper"]
+    assert ours["setting"].iloc[0] == "one slice, hard, 2 mm anatomy, kspace, fov 240"  # this run's (ci) setting
+    assert "10 mm slab, partial volume, 2 mm anatomy, kspace, fov 220" in set(ours["setting"])
+    assert (ours["n_maps"] == 2 * 5).all() and ours[["psnr", "ssim", "lpips"]].notna().all().all()
+    spline = ours[(ours["setting"] == ours["setting"].iloc[0]) & (ours["method"] == "spline")]["psnr"].iloc[0]
+    assert result.glue_values["calibration_spline_psnr"] == spline
+    assert run(tmp_path, _params(calibration_subjects=0), progress=False).calibration.empty

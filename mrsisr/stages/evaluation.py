@@ -71,6 +71,21 @@ class EvaluationResult:
     robustness: pd.DataFrame | None = None
 
     @property
+    def by_kind(self) -> pd.DataFrame:
+        """Table 2 by map kind."""
+        return self.tables["table2_by_kind.csv"]
+
+    @property
+    def by_grade(self) -> pd.DataFrame:
+        """Table 2 by tumour grade."""
+        return self.tables["table2_by_grade.csv"]
+
+    @property
+    def statistics(self) -> pd.DataFrame:
+        """The tests of the model against each method (``statistics.csv``)."""
+        return self.tables["statistics.csv"]
+
+    @property
     def summary(self) -> pd.DataFrame:
         """Table 2 in numbers (overall means, SDs and p-values per method)."""
         return self.tables["table2.csv"]

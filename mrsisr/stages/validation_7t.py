@@ -73,6 +73,16 @@ class ValidationResult:
     figure: dict
 
     @property
+    def by_kind(self) -> pd.DataFrame:
+        """Table 2 by map kind."""
+        return self.tables["table2_by_kind.csv"]
+
+    @property
+    def statistics(self) -> pd.DataFrame:
+        """The tests of the model against each method (``statistics.csv``)."""
+        return self.tables["statistics.csv"]
+
+    @property
     def summary(self) -> pd.DataFrame:
         """Overall means, SDs and p-values per method."""
         return self.tables["table2.csv"]
