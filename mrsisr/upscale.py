@@ -62,8 +62,9 @@ from mrsisr.mrsi.io import (
     normalise_slices,
     orientation_code,
 )
-from mrsisr.mrsi.sidecar import DERIVED_NOTICE, file_sha256, provenance, sidecar_path
+from mrsisr.mrsi.sidecar import DERIVED_NOTICE, provenance, sidecar_path
 from mrsisr.mrsi.writing import OutputError, check_not_source, remove_stale_temporaries, same_file, write_exclusively
+from mrsisr.study.atomic import file_sha256
 
 FACTOR = 4
 OUTPUT_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")

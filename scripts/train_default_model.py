@@ -30,10 +30,10 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from mrsisr.mrsi.sidecar import file_sha256, git_commit
+from mrsisr.mrsi.sidecar import git_commit
 from mrsisr.network.packaged import DEFAULT_MODEL, DEFAULT_MODEL_CARD
 from mrsisr.stages import get_stage
-from mrsisr.study.atomic import atomic_path, save_json
+from mrsisr.study.atomic import atomic_path, file_sha256, save_json
 from mrsisr.study.profiles import load_profile, parse_overrides, stage_parameters
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")

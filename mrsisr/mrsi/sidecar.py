@@ -9,7 +9,6 @@ date, so the same inputs give the same sidecar.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import os
 import subprocess
@@ -50,12 +49,6 @@ def git_commit(folder: str | os.PathLike = PACKAGE_ROOT) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}-dirty" if changes else commit
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The hex sha256 digest of a file's bytes."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def sidecar_path(output: str | os.PathLike) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mrsisr.mrsi.sidecar import file_sha256
+from mrsisr.study.atomic import file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default_model.keras"
