@@ -257,3 +257,24 @@ def statistics_table(statistics: pd.DataFrame) -> pd.DataFrame:
     columns = ["n", "mw_p", "mw_rank_biserial", "wilcoxon_p", "wilcoxon_rank_biserial"]
     shown = overall.set_index(["metric", "method"])[columns].sort_index()
     return shown.map(lambda value: f"{value:.3g}")
+
+
+class TableViews:
+    """Named views of a stage's Table 2 files, for results that hold them as ``tables`` (file name -> table)."""
+
+    tables: dict
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Table 2 in numbers: overall means, SDs and p-values per method."""
+        return self.tables["table2.csv"]
+
+    @property
+    def by_kind(self) -> pd.DataFrame:
+        """Table 2 by map kind."""
+        return self.tables["table2_by_kind.csv"]
+
+    @property
+    def statistics(self) -> pd.DataFrame:
+        """The tests of the model against each method (``statistics.csv``)."""
+        return self.tables["statistics.csv"]

@@ -27,7 +27,14 @@ from mrsisr.scoring.baselines import interpolate_all
 from mrsisr.scoring.figures import choose_examples
 from mrsisr.scoring.real_anatomy import real_anatomy_split, real_cohort_parameters
 from mrsisr.scoring.robustness import guide_robustness
-from mrsisr.scoring.tables import BREAKDOWNS, REFERENCE_METHOD, RESULT_FILES, evaluate_predictions, write_results
+from mrsisr.scoring.tables import (
+    BREAKDOWNS,
+    REFERENCE_METHOD,
+    RESULT_FILES,
+    TableViews,
+    evaluate_predictions,
+    write_results,
+)
 from mrsisr.stages import get_stage
 from mrsisr.stages.synthesis import load_split
 from mrsisr.study import cache
@@ -45,7 +52,7 @@ ROBUSTNESS = "robustness.csv"
 
 
 @dataclass(frozen=True)
-class EvaluationResult:
+class EvaluationResult(TableViews):
     """What notebook 04 shows.
 
     Attributes
@@ -71,24 +78,9 @@ class EvaluationResult:
     robustness: pd.DataFrame | None = None
 
     @property
-    def by_kind(self) -> pd.DataFrame:
-        """Table 2 by map kind."""
-        return self.tables["table2_by_kind.csv"]
-
-    @property
     def by_grade(self) -> pd.DataFrame:
         """Table 2 by tumour grade."""
         return self.tables["table2_by_grade.csv"]
-
-    @property
-    def statistics(self) -> pd.DataFrame:
-        """The tests of the model against each method (``statistics.csv``)."""
-        return self.tables["statistics.csv"]
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        """Table 2 in numbers (overall means, SDs and p-values per method)."""
-        return self.tables["table2.csv"]
 
     @property
     def glue_values(self) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import keras
 import pandas as pd
@@ -65,20 +65,8 @@ def architecture(params: BaseModel) -> dict:
 
 def train_config(params: BaseModel) -> TrainConfig:
     """The training settings that ``params`` set (validated already by the parameter model)."""
-    return TrainConfig(
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        learning_rate=params.learning_rate,
-        lr_schedule=params.learning_rate_schedule,
-        warmup_epochs=params.warmup_epochs,
-        clip_norm=params.clip_norm,
-        time_budget_min=params.time_budget_min,
-        seed=params.seed,
-        strategy=params.strategy,
-        jit_compile=params.jit_compile,
-        guide_augment=params.guide_augment,
-        guide_dropout=params.guide_dropout,
-    )
+    names = {"lr_schedule": "learning_rate_schedule"}  # TrainConfig's name -> the parameter's
+    return TrainConfig(**{f.name: getattr(params, names.get(f.name, f.name)) for f in fields(TrainConfig)})
 
 
 def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) -> TrainingResult:

@@ -33,7 +33,7 @@ from mrsisr.network import packaged
 from mrsisr.network.model import is_guided, load_model, predict
 from mrsisr.scoring import lpips
 from mrsisr.scoring.baselines import interpolate_all
-from mrsisr.scoring.tables import REFERENCE_METHOD, evaluate_predictions, write_results
+from mrsisr.scoring.tables import REFERENCE_METHOD, TableViews, evaluate_predictions, write_results
 from mrsisr.stages import get_stage
 from mrsisr.study import cache
 from mrsisr.study.atomic import atomic_path, file_sha256, save_json, save_npz
@@ -53,7 +53,7 @@ PAPER_MSE = {"model": 0.0016, "spline": 0.0035, "nearest": 0.0044}
 
 
 @dataclass(frozen=True)
-class ValidationResult:
+class ValidationResult(TableViews):
     """What notebook 05 shows.
 
     Attributes
@@ -71,21 +71,6 @@ class ValidationResult:
     record: dict
     tables: dict
     figure: dict
-
-    @property
-    def by_kind(self) -> pd.DataFrame:
-        """Table 2 by map kind."""
-        return self.tables["table2_by_kind.csv"]
-
-    @property
-    def statistics(self) -> pd.DataFrame:
-        """The tests of the model against each method (``statistics.csv``)."""
-        return self.tables["statistics.csv"]
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        """Overall means, SDs and p-values per method."""
-        return self.tables["table2.csv"]
 
     @property
     def paper_comparison(self) -> pd.DataFrame:
