@@ -72,6 +72,7 @@ def ci_run(tmp_path_factory) -> dict:
 
 def copy_book_sources(root: Path) -> Path:
     """Copy the book's sources (configuration and prose pages) into ``root``, as the build reads them."""
+    root.mkdir(parents=True, exist_ok=True)
     for name in BOOK_SOURCES:
         source = REPO_ROOT / name
         if source.is_dir():

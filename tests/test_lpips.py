@@ -8,19 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_folder
 from skimage.io import imread
 
 from mrsisr.scoring import lpips
 from mrsisr.scoring.metrics import lpips_distance
 from mrsisr.study.atomic import file_sha256
 
-REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "lpips"
-
 
 def _reference_image(name: str) -> np.ndarray:
-    path = REFERENCE / f"ex_{name}.png"
+    path = shared_folder("reference", "lpips") / f"ex_{name}.png"
     if not path.is_file():
-        pytest.fail(f"LPIPS reference image {path} is missing: the tests need ../shared/reference/lpips")
+        pytest.fail(f"LPIPS reference image {path} is missing from the shared reference folder")
     return imread(path)[..., :3].astype(np.float32) / 255.0
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -23,8 +24,15 @@ from mrsisr.network.train import (
     learning_rate_schedule,
     train,
 )
+from mrsisr.stages.training import train_config
+from mrsisr.study.profiles import load_profile, stage_parameters
 
 TINY = {"width": 8, "mid_width": 4, "n_pairs": 1}
+
+
+def config(**changes) -> TrainConfig:
+    """Training settings of the ci profile with ``changes`` (parameter names of profiles.yaml)."""
+    return train_config(stage_parameters("training", load_profile("ci", changes)))
 
 
 def epoch_of(batches: EpochBatches, epoch: int) -> list[tuple[dict, np.ndarray]]:
@@ -34,7 +42,7 @@ def epoch_of(batches: EpochBatches, epoch: int) -> list[tuple[dict, np.ndarray]]
 
 def test_each_epoch_is_a_reproducible_permutation_in_aligned_batches():
     lr, guide, hr = smooth_maps(10, seed=1)
-    batches = EpochBatches(lr, guide, hr, TrainConfig(batch_size=4, seed=3))
+    batches = EpochBatches(lr, guide, hr, config(batch_size=4, seed=3))
     first = epoch_of(batches, 2)
     assert len(batches) == 3 and [len(y) for _, y in first] == [4, 4, 2]
     for (x, y), (x_again, y_again) in zip(first, epoch_of(batches, 2), strict=True):
@@ -49,15 +57,15 @@ def test_each_epoch_is_a_reproducible_permutation_in_aligned_batches():
 
 def test_guide_randomisation_changes_only_the_guides():
     lr, guide, hr = smooth_maps(8, seed=4)
-    plain = epoch_of(EpochBatches(lr, guide, hr, TrainConfig(batch_size=4)), 0)
+    plain = epoch_of(EpochBatches(lr, guide, hr, config(batch_size=4)), 0)
     for settings in ({"guide_augment": True}, {"guide_dropout": 1.0}):
-        randomised = epoch_of(EpochBatches(lr, guide, hr, TrainConfig(batch_size=4, **settings)), 0)
+        randomised = epoch_of(EpochBatches(lr, guide, hr, config(batch_size=4, **settings)), 0)
         for (x, y), (x_r, y_r) in zip(plain, randomised, strict=True):
             np.testing.assert_array_equal(y, y_r)
             np.testing.assert_array_equal(x["lr"], x_r["lr"])
             assert not np.array_equal(x["guide"], x_r["guide"])
     assert not any(x["guide"].any() for x, _ in randomised)  # dropout 1: every guide is zeros
-    unguided = epoch_of(EpochBatches(lr, None, hr, TrainConfig(batch_size=4, guide_augment=True)), 0)
+    unguided = epoch_of(EpochBatches(lr, None, hr, config(batch_size=4, guide_augment=True)), 0)
     assert all(set(x) == {"lr"} for x, _ in unguided)
 
 
@@ -67,8 +75,8 @@ def data():
 
 
 def _train(data, folder, epochs, callbacks=(), **kwargs):
-    config = TrainConfig(epochs=epochs, batch_size=8, learning_rate=3e-3, **kwargs)
-    return train(lambda: build_model(**TINY), data[0], data[1], config, folder, progress=False, callbacks=callbacks)
+    settings = config(epochs=epochs, batch_size=8, learning_rate=3e-3, **kwargs)
+    return train(lambda: build_model(**TINY), data[0], data[1], settings, folder, progress=False, callbacks=callbacks)
 
 
 def test_loss_decreases_and_history_is_written(data, tmp_path):
@@ -97,7 +105,7 @@ class Kill(keras.callbacks.Callback):
 
 
 def test_a_run_killed_and_resumed_equals_an_uninterrupted_one_bit_for_bit(data, tmp_path):
-    settings = {"lr_schedule": "cosine", "guide_augment": True, "guide_dropout": 0.2}
+    settings = {"learning_rate_schedule": "cosine", "guide_augment": True, "guide_dropout": 0.2}
     with pytest.raises(KeyboardInterrupt):
         _train(data, tmp_path / "killed", epochs=4, callbacks=[Kill(epoch=2)], **settings)
     with open(tmp_path / "killed" / "history.csv", "a") as log:
@@ -127,7 +135,7 @@ def test_empty_data_and_unknown_choices_are_refused(data, tmp_path):
     with pytest.raises(ValueError, match="must not be empty"):
         _train((empty, data[1]), tmp_path, epochs=1)
     with pytest.raises(ValueError, match="lr_schedule 'linear'"):
-        learning_rate_schedule(TrainConfig(lr_schedule="linear"), 10)
+        learning_rate_schedule(replace(config(), lr_schedule="linear"), 10)
 
 
 def test_a_strategy_the_backend_cannot_run_is_named(monkeypatch):
@@ -146,23 +154,23 @@ def _rates(config: TrainConfig, steps_per_epoch: int, steps: list[int]) -> np.nd
 
 
 def test_learning_rate_warms_up_linearly_then_follows_its_schedule():
-    constant = TrainConfig(epochs=10, learning_rate=1e-3)
+    constant = config(epochs=10, learning_rate=1e-3)
     assert learning_rate_schedule(constant, 20) == 1e-3  # a plain float: no schedule object needed
-    warm_constant = TrainConfig(epochs=10, learning_rate=1e-3, warmup_epochs=0.5)  # 10 warm-up steps
+    warm_constant = config(epochs=10, learning_rate=1e-3, warmup_epochs=0.5)  # 10 warm-up steps
     np.testing.assert_allclose(_rates(warm_constant, 20, [0, 5, 10, 100, 199]), [0, 5e-4, 1e-3, 1e-3, 1e-3], rtol=1e-5)
-    warm_cosine = TrainConfig(epochs=10, learning_rate=1e-3, lr_schedule="cosine", warmup_epochs=1)
+    warm_cosine = config(epochs=10, learning_rate=1e-3, learning_rate_schedule="cosine", warmup_epochs=1)
     rates = _rates(warm_cosine, 20, [0, 10, 20, 110, 200])
     np.testing.assert_allclose(rates[:3], [0, 5e-4, 1e-3], rtol=1e-5)
     # after the warm-up the cosine runs over the remaining 180 steps: half-way at step 110, 1 % at the end
     np.testing.assert_allclose(rates[3:], [1e-3 * (0.01 + 0.99 * 0.5), 1e-5], rtol=1e-4)
-    cosine = TrainConfig(epochs=10, learning_rate=1e-3, lr_schedule="cosine")
+    cosine = config(epochs=10, learning_rate=1e-3, learning_rate_schedule="cosine")
     np.testing.assert_allclose(_rates(cosine, 20, [0, 100, 200]), [1e-3, 1e-3 * 0.505, 1e-5], rtol=1e-4)
 
 
 def test_gradient_clipping_is_set_on_the_optimizer_only_when_asked():
     clipped, free = build_model(**TINY), build_model(**TINY)
-    compile_model(clipped, TrainConfig(clip_norm=0.5), steps_per_epoch=3)
-    compile_model(free, TrainConfig(), steps_per_epoch=3)
+    compile_model(clipped, config(clip_norm=0.5), steps_per_epoch=3)
+    compile_model(free, config(), steps_per_epoch=3)
     assert clipped.optimizer.global_clipnorm == 0.5
     assert free.optimizer.global_clipnorm is None
 
@@ -176,10 +184,13 @@ MIRRORED = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from test_train import TINY, smooth_maps
     from mrsisr.network.model import build_model
-    from mrsisr.network.train import TrainConfig, train
+    from mrsisr.network.train import train
+    from mrsisr.stages.training import train_config
+    from mrsisr.study.profiles import load_profile, stage_parameters
     assert tf.distribute.MirroredStrategy().num_replicas_in_sync == 2
-    config = TrainConfig(epochs=3, batch_size=8, learning_rate=3e-3, strategy="mirrored")
-    result = train(lambda: build_model(**TINY), smooth_maps(24, 2), smooth_maps(8, 3), config,
+    changes = dict(epochs=3, batch_size=8, learning_rate=3e-3, strategy="mirrored")
+    settings = train_config(stage_parameters("training", load_profile("ci", changes)))
+    result = train(lambda: build_model(**TINY), smooth_maps(24, 2), smooth_maps(8, 3), settings,
                    tempfile.mkdtemp(), progress=False)
     print("LOSSES", json.dumps(list(result.history["loss"])))
     """

@@ -38,24 +38,24 @@ HISTORY = "history.csv"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (the paper: log-cosh loss, Adam, batch 24, lr 1e-5 constant, 100 epochs).
+    """Training settings; their defaults and meanings live in ``profiles.yaml`` (section ``training``).
 
     ``guide_augment`` randomises each training guide (:func:`mrsisr.network.augment.perturb_guides`);
     ``guide_dropout`` is the probability that a training sample's guide is replaced by zeros.
     """
 
-    epochs: int = 100
-    batch_size: int = 24
-    learning_rate: float = 1e-5
-    lr_schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    clip_norm: float = 0.0
-    time_budget_min: float = 0.0
-    seed: int = 0
-    strategy: str = "default"
-    jit_compile: bool = False
-    guide_augment: bool = False
-    guide_dropout: float = 0.0
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    lr_schedule: str
+    warmup_epochs: float
+    clip_norm: float
+    time_budget_min: float
+    seed: int
+    strategy: str
+    jit_compile: bool
+    guide_augment: bool
+    guide_dropout: float
 
 
 @dataclass
