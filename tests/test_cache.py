@@ -8,21 +8,38 @@ from mrsisr.study.cache import COMPLETE_MARKER, current, publish, stage_key, sta
 
 
 def test_key_is_stable_and_depends_on_parameters_and_upstream():
-    key = stage_key({"a": 1, "b": [1, 2]}, ["up1"])
-    assert key == stage_key({"b": [1, 2], "a": 1}, ["up1"])
+    key = stage_key({"a": 1, "b": [1, 2]}, {"synthesis": "up1"})
+    assert key == stage_key({"b": [1, 2], "a": 1}, {"synthesis": "up1"})
     assert len(key) == 16
-    assert key != stage_key({"a": 2, "b": [1, 2]}, ["up1"])
-    assert key != stage_key({"a": 1, "b": [1, 2]}, ["up2"])
+    assert key != stage_key({"a": 2, "b": [1, 2]}, {"synthesis": "up1"})
+    assert key != stage_key({"a": 1, "b": [1, 2]}, {"synthesis": "up2"})
 
 
 def test_stage_output_is_a_keyed_folder_complete_only_when_marked(tmp_path):
-    output = stage_output(tmp_path, "dataset", {"n": 3}, ["abc"])
-    assert output.path == tmp_path / "dataset" / output.key
+    upstream = stage_output(tmp_path, "synthesis", {"n": 1})
+    upstream.mark_complete()
+    output = stage_output(tmp_path, "training", {"n": 3, "methods": ("a", "b")}, {"synthesis": upstream})
+    assert output.path == tmp_path / "training" / output.key
     assert output.path.is_dir()
     assert not output.complete
     output.mark_complete()
     assert output.complete
-    assert json.loads((output.path / "params.json").read_text())["params"] == {"n": 3}
+    record = json.loads((output.path / "params.json").read_text())
+    assert record["params"] == output.params == {"n": 3, "methods": ["a", "b"]}  # as read back, tuples as lists
+    assert record["upstream"] == {"synthesis": upstream.key}
+
+
+def test_a_file_changed_on_disk_makes_the_output_incomplete(tmp_path, capsys):
+    output = stage_output(tmp_path, "evaluation", {"n": 1})
+    (output.path / "real").mkdir()
+    (output.path / "real" / "metrics.csv").write_text("a\n1\n")
+    output.mark_complete()
+    publish(tmp_path, output)
+    (output.path / "real" / "metrics.csv").write_text("a\n2\n")
+    with pytest.raises(FileNotFoundError, match="changed on disk: run that stage again"):
+        current(tmp_path, "evaluation")
+    assert "real/metrics.csv changed on disk since the stage wrote it; rebuilding" in capsys.readouterr().out
+    assert not output.complete
 
 
 def test_publish_refuses_an_incomplete_output(tmp_path):
@@ -59,3 +76,12 @@ def test_a_changed_parameter_gives_a_new_folder(tmp_path):
     first = stage_output(tmp_path, "dataset", {"seed": 0})
     second = stage_output(tmp_path, "dataset", {"seed": 1})
     assert first.path != second.path
+
+
+def test_a_damaged_record_is_named(tmp_path):
+    output = stage_output(tmp_path, "synthesis", {"n": 1})
+    output.mark_complete()
+    publish(tmp_path, output)
+    (tmp_path / "synthesis" / "current.json").write_text("{\n")
+    with pytest.raises(ValueError, match="synthesis/current.json: not a readable JSON record"):
+        current(tmp_path, "synthesis")
