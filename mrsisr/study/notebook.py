@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 from pydantic import BaseModel
 
 from mrsisr.stages import Stage, get_stage
@@ -55,8 +56,8 @@ class StagePage:
         self.params: BaseModel = stage_parameters(stage, load_profile(self.profile, self.overrides))
         self.glued: set[str] = set()
 
-    def parameter_table(self) -> pd.DataFrame:
-        """The stage's parameters: default, this profile's value, this run's value and meaning."""
+    def parameter_table(self) -> Styler:
+        """The stage's parameters: default, this profile's value, this run's value and meaning (not truncated)."""
         declared = declared_parameters()
         rows = []
         for name, value in self.params.model_dump().items():
@@ -69,7 +70,7 @@ class StagePage:
                     "meaning": declared[name].help,
                 }
             )
-        return pd.DataFrame(rows).set_index("parameter")
+        return pd.DataFrame(rows).set_index("parameter").style
 
     def rerun_command(self) -> str:
         """The command that runs this page again with this run's values (edit a ``--set`` to change one)."""
