@@ -9,6 +9,7 @@ published. A failing cell stops the run with that cell's error.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import sys
@@ -33,6 +34,17 @@ KERNEL_NAME = "python3"
 CELL_TIMEOUT_S = 12 * 3600  # the paper profile trains for hours inside one cell
 INJECTED = ("profile", "run_dir", "figures_dir")
 RUN_RECORD = "run.json"
+
+
+class _StageParametersAreDeclared(logging.Filter):
+    """Drop papermill's "Passed unknown parameter" warning: a stage's parameters are declared in profiles.yaml,
+    not in its notebook's parameters cell, and the notebook's StagePage reads them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passed unknown parameter")
+
+
+logging.getLogger("papermill").addFilter(_StageParametersAreDeclared())
 
 
 def ensure_kernel() -> None:
