@@ -22,7 +22,7 @@ from mrsisr.anatomy.cohort import cohort_specs
 from mrsisr.mrsi.consistency import enforce_data_consistency
 from mrsisr.network import packaged
 from mrsisr.network.model import is_guided, load_model, predict
-from mrsisr.scoring import lpips
+from mrsisr.scoring import lpips, verdict
 from mrsisr.scoring.baselines import interpolate_all
 from mrsisr.scoring.figures import choose_examples
 from mrsisr.scoring.real_anatomy import real_anatomy_split, real_cohort_parameters
@@ -95,11 +95,16 @@ class EvaluationResult(TableViews):
         return values | {f"real_{name}": value for name, value in real.items()} | {"real_run": self.real is not None}
 
     def _scores(self) -> dict:
+        """Table 2's headline means, the gains between methods (:mod:`mrsisr.scoring.verdict`) and the verdict."""
         overall = self.summary.set_index("method")
-        return {
+        gains = verdict.gains(self.summary)
+        return verdict.gain_values(gains) | {
+            "verdict": verdict.verdict_sentence(gains),
+            "psnr_levels": verdict.level_sentence(self.summary),
             "n_maps": int((self.metrics["method"] == REFERENCE_METHOD).sum()),
             "psnr_model": float(overall.loc["model", "psnr_mean"]),
             "psnr_spline": float(overall.loc["spline", "psnr_mean"]),
+            "psnr_nearest": float(overall.loc["nearest", "psnr_mean"]),
             "psnr_gain_db": float(overall.loc["model", "psnr_mean"] - overall.loc["spline", "psnr_mean"]),
             "ssim_model": float(overall.loc["model", "ssim_mean"]),
             "lpips_model": float(overall.loc["model", "lpips_mean"]),
