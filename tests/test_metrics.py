@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage
+from skimage.metrics import structural_similarity
 
 from mrsisr.scoring.metrics import METRIC_NAMES, error_maps, lpips_distance, per_map_metrics
 
@@ -20,8 +21,8 @@ def test_identical_maps_are_perfect(maps: np.ndarray) -> None:
     table = per_map_metrics(maps, maps)
     assert list(table.columns) == list(METRIC_NAMES)
     assert (table["mse"] == 0).all() and (table["rmse"] == 0).all()
-    assert np.isinf(table["psnr"]).all()
-    np.testing.assert_allclose(table["ssim"], 1.0)
+    assert np.isinf(table["psnr"]).all() and np.isinf(table["psnr_authors"]).all()
+    np.testing.assert_allclose(table[["ssim", "ssim_authors"]], 1.0)
     np.testing.assert_allclose(table["lpips"], 0.0, atol=1e-6)
 
 
@@ -33,6 +34,27 @@ def test_hand_computed_constant_offset() -> None:
     assert table["rmse"].iloc[0] == pytest.approx(0.1, rel=1e-5)
     assert table["psnr"].iloc[0] == pytest.approx(20.0, rel=1e-5)
     assert table["psnr_range"].iloc[0] == pytest.approx(10 * np.log10(0.25 / 0.01), rel=1e-5)
+
+
+def test_authors_definitions_by_hand() -> None:
+    truth = np.zeros((32, 32), dtype=np.float32)
+    truth[:, 16:] = 0.8  # peak 0.8
+    pred = truth.copy()
+    pred[:16, :] += 0.3  # overshoots to 1.1 where truth is 0.8: unclipped error 0.3 on half the map
+    row = per_map_metrics(pred, truth).iloc[0]
+    raw_mse = 0.5 * 0.3**2  # the authors' code scores the prediction as given
+    assert row["psnr_authors"] == pytest.approx(20 * np.log10(1.1) - 10 * np.log10(raw_mse), rel=1e-5)
+    clipped_mse = (16 * 16 * 0.3**2 + 16 * 16 * 0.2**2) / (32 * 32)  # 1.1 clipped to 1.0: error 0.2 there
+    assert row["mse"] == pytest.approx(clipped_mse, rel=1e-5)
+    assert row["psnr"] == pytest.approx(-10 * np.log10(clipped_mse), rel=1e-5)
+    expected = structural_similarity(pred.astype(np.float64), truth.astype(np.float64), data_range=1.1 - 0.0)
+    assert row["ssim_authors"] == pytest.approx(expected, rel=1e-6)
+    assert per_map_metrics(np.full((32, 32), 0.5), np.full((32, 32), 0.5))["ssim_authors"].iloc[0] == 1.0
+
+
+def test_authors_psnr_equals_psnr_for_clipped_maps_spanning_the_unit_range(maps: np.ndarray) -> None:
+    table = per_map_metrics(np.clip(maps[::-1] * 1.05, 0, 1), maps)  # truth maps span [0, 1]: peak 1
+    np.testing.assert_allclose(table["psnr_authors"], table["psnr"], rtol=1e-9)
 
 
 def test_predictions_are_clipped_before_scoring() -> None:

@@ -8,14 +8,23 @@ Definitions, for a prediction ``p`` and a ground truth ``t`` of ``n`` pixels, bo
 - ``psnr_range = 10 log10((max t - min t)**2 / mse)``, the data range taken from the truth map itself
   (scikit-image's convention when no range is given); equal to ``psnr`` when the truth spans [0, 1],
   undefined (NaN) for a constant truth map predicted exactly;
+- ``psnr_authors = 20 log10(max(max p, max t)) - 10 log10(mse)``, the definition of the authors' public code
+  (``MorEsm/SR-MRSI``, ``evaluation/metrics.py``): the peak is taken from the data, the larger of the two
+  images' maxima;
 - ``ssim``: structural similarity of scikit-image (7x7 uniform window, K1 = 0.01, K2 = 0.03),
   ``data_range = 1``;
+- ``ssim_authors``: the same SSIM with ``data_range = max - min`` over both images (the authors' code);
+  1 when both images are one and the same constant;
 - ``lpips``: LPIPS v0.1 with the AlexNet backbone (:mod:`mrsisr.scoring.lpips`), the grey map repeated to
   three channels and scaled from [0, 1] to [-1, 1].
 
-Predictions are clipped to [0, 1] before every metric: the ground-truth maps are normalised to [0, 1]
-and so is every map the paper compares, while interpolation and networks may overshoot a little.
-Ground truth outside [0, 1] is an error. A perfect prediction has ``mse = 0`` and infinite PSNR.
+Predictions are clipped to [0, 1] before every metric except the two ``_authors`` ones: the ground-truth
+maps are normalised to [0, 1] and so is every map the paper compares, while interpolation and networks may
+overshoot a little. The ``_authors`` metrics score the prediction as given, as the authors' code does (it has
+no clipping step); their ``mse`` is that of the unclipped prediction. With truth maps that span [0, 1] and a
+clipped prediction they would equal ``psnr`` and ``ssim``; what separates them is the overshoot, which
+raises the peak (and the SSIM range) more than the MSE. Ground truth outside [0, 1] is an error. A perfect
+prediction has ``mse = 0`` and infinite PSNR.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from skimage.metrics import structural_similarity
 
 from mrsisr.scoring.lpips import lpips_batches
 
-METRIC_NAMES: tuple[str, ...] = ("mse", "rmse", "psnr", "psnr_range", "ssim", "lpips")
+METRIC_NAMES: tuple[str, ...] = ("mse", "rmse", "psnr", "psnr_range", "psnr_authors", "ssim", "ssim_authors", "lpips")
 RANGE_TOLERANCE = 1e-6
 LPIPS_MIN_SIZE = 31  # the smallest side for which AlexNet's second max-pool has an output
 
@@ -98,20 +107,26 @@ def _psnr(mse: np.ndarray, data_range: np.ndarray | float) -> np.ndarray:
         return 10 * np.log10(np.square(data_range) / mse)
 
 
+def _ssim_authors(pred: np.ndarray, truth: np.ndarray) -> float:
+    """SSIM with the data range of both images together (the authors' convention); 1 for one shared constant."""
+    data_range = max(pred.max(), truth.max()) - min(pred.min(), truth.min())
+    return float(structural_similarity(pred, truth, data_range=data_range)) if data_range > 0 else 1.0
+
+
 def per_map_metrics(pred: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
     """Compute every metric of the study for each (prediction, truth) pair of maps.
 
     Parameters
     ----------
     pred : ndarray, shape (H, W) or (N, H, W)
-        Upscaled maps; clipped to [0, 1] first (see the module docstring).
+        Upscaled maps; clipped to [0, 1] for every metric but the ``_authors`` ones (see the module docstring).
     truth : ndarray, same shape
         Ground-truth maps in [0, 1].
 
     Returns
     -------
     pandas.DataFrame
-        One row per map, columns ``mse, rmse, psnr, psnr_range, ssim, lpips``.
+        One row per map, the columns of :data:`METRIC_NAMES`.
 
     Raises
     ------
@@ -123,8 +138,11 @@ def per_map_metrics(pred: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
     truth, _ = _as_batch(truth, "truth", grey=True)
     pred, _ = _as_batch(pred, "pred", grey=True)
     _check_unit_range(truth, "truth")
+    raw64 = pred.astype(np.float64)
     pred = np.clip(pred, 0.0, 1.0)
     pred64, truth64 = pred.astype(np.float64), truth.astype(np.float64)
+    raw_mse = np.mean(np.square(raw64 - truth64), axis=(1, 2))
+    peak = np.maximum(raw64.max(axis=(1, 2)), truth64.max(axis=(1, 2)))
     mse = np.mean(np.square(error_maps(pred64, truth64)), axis=(1, 2))
     truth_range = truth64.max(axis=(1, 2)) - truth64.min(axis=(1, 2))
     ssim = [structural_similarity(p, t, data_range=1.0) for p, t in zip(pred64, truth64, strict=True)]
@@ -134,7 +152,9 @@ def per_map_metrics(pred: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
             "rmse": np.sqrt(mse),
             "psnr": _psnr(mse, 1.0),
             "psnr_range": _psnr(mse, truth_range),
+            "psnr_authors": _psnr(raw_mse, peak),
             "ssim": ssim,
+            "ssim_authors": [_ssim_authors(p, t) for p, t in zip(raw64, truth64, strict=True)],
             "lpips": lpips_distance(pred, truth),
         }
     )
