@@ -104,7 +104,6 @@ class EvaluationResult(TableViews):
             "n_maps": int((self.metrics["method"] == REFERENCE_METHOD).sum()),
             "psnr_model": float(overall.loc["model", "psnr_mean"]),
             "psnr_spline": float(overall.loc["spline", "psnr_mean"]),
-            "psnr_nearest": float(overall.loc["nearest", "psnr_mean"]),
             "psnr_gain_db": float(overall.loc["model", "psnr_mean"] - overall.loc["spline", "psnr_mean"]),
             "ssim_model": float(overall.loc["model", "ssim_mean"]),
             "lpips_model": float(overall.loc["model", "lpips_mean"]),
