@@ -1,9 +1,11 @@
 """Tests of mrsisr.study.cache: stage folders keyed by parameters, completion and publishing."""
 
 import json
+import os
 
 import pytest
 
+from mrsisr.study import cache
 from mrsisr.study.cache import COMPLETE_MARKER, current, publish, stage_key, stage_output
 
 
@@ -85,3 +87,30 @@ def test_a_damaged_record_is_named(tmp_path):
     (tmp_path / "synthesis" / "current.json").write_text("{\n")
     with pytest.raises(ValueError, match="synthesis/current.json: not a readable JSON record"):
         current(tmp_path, "synthesis")
+
+
+def test_a_verified_settled_folder_is_not_hashed_again_until_a_file_changes(tmp_path, monkeypatch):
+    output = stage_output(tmp_path, "synthesis", {"n": 1})
+    (output.path / "maps.npz").write_bytes(b"x" * 1000)
+    output.mark_complete()
+    old = 1_000_000_000_000_000_000  # 2001: long settled
+    for path in output.path.iterdir():
+        os.utime(path, ns=(old, old))
+    hashed = []
+    original = cache.file_sha256
+    monkeypatch.setattr(cache, "file_sha256", lambda path: hashed.append(path) or original(path))
+    assert output.complete and output.complete and output.complete
+    assert len(hashed) == 2  # maps.npz and params.json, once
+    (output.path / "maps.npz").write_bytes(b"y" * 1001)
+    assert not output.complete
+
+
+def test_a_freshly_written_folder_is_hashed_on_every_check(tmp_path, monkeypatch):
+    output = stage_output(tmp_path, "synthesis", {"n": 1})
+    (output.path / "maps.npz").write_bytes(b"x" * 1000)
+    output.mark_complete()
+    hashed = []
+    original = cache.file_sha256
+    monkeypatch.setattr(cache, "file_sha256", lambda path: hashed.append(path) or original(path))
+    assert output.complete and output.complete
+    assert len(hashed) == 4  # files younger than SETTLE_NS: a same-size rewrite in one clock tick stays visible

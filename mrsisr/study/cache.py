@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,12 @@ from mrsisr.study.atomic import atomic_path, file_sha256, save_json
 COMPLETE_MARKER = "COMPLETE"
 PARAMS_FILE = "params.json"
 POINTER = "current.json"
+
+#: Folders whose files this process already checked against their ``COMPLETE`` record, with the files'
+#: (size, modification time) at that check: an unchanged folder is not hashed again by the next stage.
+_VERIFIED: dict[Path, tuple] = {}
+#: How old (ns) a verified folder's newest file must be before its signature is trusted.
+SETTLE_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class StageOutput:
         if not marker.is_file():
             return False
         recorded = json.loads(marker.read_text()).get("files", {})
+        signature = _signature(marker, [self.path / name for name in recorded])
+        if signature is not None and _VERIFIED.get(self.path) == signature:
+            return True
         changed = [name for name, digest in recorded.items() if not _matches(self.path / name, digest)]
         if changed:
             print(
@@ -65,6 +75,8 @@ class StageOutput:
             )
             marker.unlink()
             return False
+        if signature is not None and _settled(signature):
+            _VERIFIED[self.path] = signature
         return True
 
     def mark_complete(self) -> None:
@@ -79,6 +91,24 @@ class StageOutput:
             if p.is_file() and p.name != COMPLETE_MARKER
         }
         save_json(self.path / COMPLETE_MARKER, {"key": self.key, "files": files})
+
+
+def _signature(marker: Path, files: list[Path]) -> tuple | None:
+    """Size and modification time of the marker and of every recorded file (None when one is missing).
+
+    A file rewritten in place with the same size within one tick of the file system's clock keeps its
+    signature, so only signatures older than :data:`SETTLE_NS` are remembered (git's "racy clean" rule).
+    """
+    try:
+        stats = [(str(path), path.stat()) for path in (marker, *files)]
+        return tuple((name, stat.st_size, stat.st_mtime_ns, stat.st_ino) for name, stat in stats)
+    except FileNotFoundError:
+        return None
+
+
+def _settled(signature: tuple) -> bool:
+    """True when every file of ``signature`` was last modified more than :data:`SETTLE_NS` ago."""
+    return max(mtime for _, _, mtime, _ in signature) < time.time_ns() - SETTLE_NS
 
 
 def _matches(path: Path, digest: str) -> bool:
