@@ -104,10 +104,15 @@ class StagePage:
             fig.savefig(tmp, dpi=FIGURE_DPI, bbox_inches="tight", format=path.suffix.lstrip("."))
 
     def glue(self, values: Mapping[str, Any]) -> None:
-        """Glue every value (and the profile) under ``<stage>_<name>``, for the book's pages (``{glue:text}``)."""
+        """Glue every value under ``<stage>_<name>``, for the book's pages (``{glue:text}``).
+
+        The first call also glues ``profile`` and ``data`` (:meth:`data_source`), so that every caption of
+        the book can name both; a ``data`` in ``values`` (the 7T validation's data) takes precedence.
+        """
         from myst_nb import glue
 
-        for name, value in ({"profile": self.profile} | dict(values)).items():
+        page_values = {} if self.glued else {"profile": self.profile, "data": self.data_source()}
+        for name, value in (page_values | dict(values)).items():
             key = f"{self.stage.name}_{name}"
             if key not in self.glued:
                 glue(key, value, display=False)
