@@ -51,50 +51,90 @@ def metrics() -> pd.DataFrame:
 
 def test_metrics_table_schema(metrics: pd.DataFrame) -> None:
     assert list(metrics.columns) == [
-        "subject", "slice", "kind", "grade", "method", "mse", "rmse", "psnr", "psnr_range", "ssim", "lpips",
+        "subject", "slice", "kind", "grade", "method",
+        "mse", "rmse", "psnr", "psnr_range", "psnr_authors", "ssim", "ssim_authors", "lpips",
     ]  # fmt: skip
     assert len(metrics) == 3 * 20
     assert metrics.groupby("method").size().to_dict() == {"model": 20, "nearest": 20, "spline": 20}
     assert metrics[["mse", "ssim", "lpips"]].notna().all().all()
 
 
-def test_summary_table_means_and_tests(metrics: pd.DataFrame) -> None:
+def _subject_means(metrics: pd.DataFrame, method: str, metric: str) -> np.ndarray:
+    return metrics[metrics.method == method].groupby("subject")[metric].mean().to_numpy()
+
+
+def test_summary_table_means_and_subject_level_tests(metrics: pd.DataFrame) -> None:
     summary = tables.summary_table(metrics)
     assert list(summary["method"]) == ["model", "nearest", "spline"]
-    model, nearest = metrics[metrics.method == "model"], metrics[metrics.method == "nearest"]
+    nearest = metrics[metrics.method == "nearest"]
     row = summary.set_index("method").loc["nearest"]
+    assert (row["n_subjects"], row["n_maps"]) == (4, 20)
     assert row["psnr_mean"] == pytest.approx(nearest["psnr"].mean())
     assert row["psnr_sd"] == pytest.approx(nearest["psnr"].std(ddof=1))
-    assert row["psnr_p_mw"] == pytest.approx(stats.mannwhitneyu(model["psnr"], nearest["psnr"]).pvalue)
-    assert row["psnr_p_wilcoxon"] == pytest.approx(
-        stats.wilcoxon(model["psnr"].to_numpy(), nearest["psnr"].to_numpy()).pvalue
-    )
-    assert np.isnan(summary.set_index("method").loc["model", "psnr_p_mw"])
+    expected = stats.wilcoxon(_subject_means(metrics, "model", "psnr"), _subject_means(metrics, "nearest", "psnr"))
+    assert row["psnr_p"] == pytest.approx(expected.pvalue) == pytest.approx(2 / 2**4)  # 4 subjects, exact
+    assert np.isnan(summary.set_index("method").loc["model", "psnr_p"])
 
 
 def test_breakdowns_and_rendered_table(metrics: pd.DataFrame) -> None:
     by_grade = tables.summary_table(metrics, by=("grade",))
-    assert set(by_grade["grade"]) == {"HGG", "LGG"} and by_grade["n"].sum() == len(metrics)
+    assert set(by_grade["grade"]) == {"HGG", "LGG"} and by_grade["n_maps"].sum() == len(metrics)
+    assert set(by_grade["n_subjects"]) == {2}
     by_kind = tables.summary_table(metrics, by=("kind",))
-    assert len(by_kind) == 5 * 3
+    assert len(by_kind) == 5 * 3 and set(by_kind["n_subjects"]) == {4}
     rendered = tables.format_table(tables.summary_table(metrics))
-    cell = rendered.loc["nearest", "PSNR (dB)"]
-    assert cell.endswith("*†")  # 20 maps, a clear difference: both tests significant
-    assert "(" in rendered.loc["model", "SSIM"] and not rendered.loc["model", "SSIM"].endswith("*")
+    assert rendered.index.name == "Method" and list(rendered.columns[:2]) == ["Subjects", "Maps"]
+    assert {"MSE (×10⁻³)", "RMSE", "PSNR (dB)", "SSIM", "LPIPS"} <= set(rendered.columns)
+    assert "PSNR, truth's range (dB)" not in rendered.columns  # every truth map spans [0, 1]: equal to PSNR
+    caption = rendered.attrs["caption"]
+    assert "PSNR with each truth map's own range equals PSNR here" in caption
+    assert "n = 4 subjects" in caption and "fewer than 6 subjects no difference can reach p < 0.05" in caption
+    assert not any(cell.endswith("*") for cell in rendered.to_numpy().ravel().astype(str))  # 4 subjects: p >= 0.125
+    model = metrics[metrics.method == "model"]
+    assert rendered.loc["model", "MSE (×10⁻³)"] == f"{model.mse.mean() * 1e3:.2f} ({model.mse.std() * 1e3:.2f})"
+    by_kind_shown = tables.format_table(by_kind)
+    assert by_kind_shown.index.names == ["Map kind", "Method"]
 
 
-def test_compare_to_reference_pairs_maps_and_signs_effects(metrics: pd.DataFrame) -> None:
+def test_format_table_marks_shows_missing_and_explains() -> None:
+    summary = tables.summary_table(_metrics_of_subjects(8))
+    summary.loc[summary.method == "nearest", "lpips_mean"] = np.nan
+    rendered = tables.format_table(summary, metrics=("psnr", "lpips"))
+    assert rendered.loc["nearest", "PSNR (dB)"].endswith("*")  # 8 subjects, every one better: p = 2 / 2**8
+    assert rendered.loc["nearest", "LPIPS"].startswith("- (")
+    assert "*: differs from the model at p < 0.05" in rendered.attrs["caption"]
+    assert "n = 8 subjects" in rendered.attrs["caption"] and "fewer than 6" not in rendered.attrs["caption"]
+    html = tables.styled(rendered).to_html()
+    assert "<caption>" in html and "caption-side: top" in html
+    assert tables.format_p(np.nan) == "-" and tables.format_p(3e-21) == "< 1e-4"
+    assert (tables.format_p(0.00049), tables.format_p(0.0123), tables.format_p(1.0)) == ("0.0005", "0.012", "1.000")
+
+
+def _metrics_of_subjects(n_subjects: int) -> pd.DataFrame:
+    lr, _, hr, meta = _split(n_subjects)
+    noisy = np.clip(hr + np.random.default_rng(1).normal(0, 0.01, hr.shape), 0, 1)
+    return tables.evaluate_predictions({"model": noisy} | interpolate_all(lr, ["nearest"]), hr, meta)
+
+
+def test_compare_to_reference_tests_subjects_not_maps(metrics: pd.DataFrame) -> None:
     shuffled = metrics.sample(frac=1.0, random_state=0)  # pairing is by (subject, slice, kind), not by row order
     tests = tables.compare_to_reference(shuffled)
+    assert list(tests.columns) == list(tables.STATISTICS_COLUMNS)
     assert set(tests["method"]) == {"nearest", "spline"} and set(tests["metric"]) == set(METRIC_NAMES)
     row = tests.set_index(["method", "metric"]).loc[("nearest", "psnr")]
     model = metrics[metrics.method == "model"].set_index(["subject", "slice", "kind"])["psnr"]
     nearest = metrics[metrics.method == "nearest"].set_index(["subject", "slice", "kind"])["psnr"].reindex(model.index)
-    assert row["n"] == 20 and row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(model, nearest).pvalue)
-    assert row["mw_rank_biserial"] > 0.9 and row["wilcoxon_rank_biserial"] > 0.9  # the model's PSNR is higher
-    assert tests.set_index(["method", "metric"]).loc[("nearest", "mse"), "mw_rank_biserial"] < -0.9
+    assert (row["n_subjects"], row["n_maps"]) == (4, 20)
+    # the map-level test calls 20 maps of 4 subjects significant; over subjects, 4 values cannot be
+    assert row["p_maps_mann_whitney"] == pytest.approx(stats.mannwhitneyu(model, nearest).pvalue)
+    assert row["p_maps_mann_whitney"] < 1e-4
+    assert row["p_subjects"] == pytest.approx(0.125)
+    assert row["rank_biserial_subjects"] == 1.0 and row["mean_difference"] == pytest.approx(
+        model.mean() - nearest.mean()
+    )
+    assert tests.set_index(["method", "metric"]).loc[("nearest", "mse"), "rank_biserial_subjects"] == -1.0
     by_kind = tables.compare_to_reference(metrics, by=("kind",))
-    assert set(by_kind["kind"]) == set(KINDS) and (by_kind["n"] == 4).all()
+    assert set(by_kind["kind"]) == set(KINDS) and (by_kind["n_subjects"] == 4).all() and (by_kind["n_maps"] == 4).all()
     with pytest.raises(ValueError, match="reference method 'unet' is not in the metrics table"):
         tables.compare_to_reference(metrics, reference="unet")
 
@@ -102,21 +142,30 @@ def test_compare_to_reference_pairs_maps_and_signs_effects(metrics: pd.DataFrame
 def test_summary_without_the_reference_has_no_tests(metrics: pd.DataFrame) -> None:
     summary = tables.summary_table(metrics[metrics.method != "model"])
     assert list(summary["method"]) == ["nearest", "spline"]
-    assert summary[[f"{m}_p_mw" for m in METRIC_NAMES]].isna().all().all()
+    assert summary[[f"{m}_p" for m in METRIC_NAMES]].isna().all().all()
+    assert "*" not in "".join(tables.format_table(summary).to_numpy().ravel().astype(str))
 
 
 def test_rank_methods_orders_best_first() -> None:
     summary = pd.DataFrame({"method": ["a", "b"], "mse_mean": [0.2, 0.1], "psnr_mean": [30.0, 20.0]})
     ranks = tables.rank_methods(summary, metrics=("mse", "psnr"))
-    assert list(ranks["MSE"]) == ["b", "a"] and list(ranks["PSNR (dB)"]) == ["a", "b"]
+    assert list(ranks["MSE"]) == ["b", "a"] and list(ranks["PSNR"]) == ["a", "b"] and ranks.index[0] == 1
 
 
-def test_paper_comparison_has_the_papers_numbers(metrics: pd.DataFrame) -> None:
+def test_paper_comparison_has_the_papers_numbers_apart(metrics: pd.DataFrame) -> None:
     table = tables.paper_comparison(tables.summary_table(metrics))
+    assert table.index.name == "Method"
     assert table.loc["model", ("PSNR (dB)", "paper")] == "29.57"
-    assert table.loc["spline", ("MSE", "paper")] == "0.00370 ± 0.00120"
+    assert table.loc["spline", ("MSE (×10⁻³)", "paper")] == "3.70 (1.20)"  # 0.0037 (SD 0.0012), never run together
     assert table.loc["nearest", ("LPIPS", "paper")] == "0.260"
+    assert "MSE in units of 10⁻³" in table.attrs["caption"]
     assert "doi:10.1177/03000605251330578" in tables.paper_table2()["citation"]
+    # the authors' PSNR differs from ours where predictions overshoot: then it is shown under PSNR
+    overshoot = tables.summary_table(metrics).assign(psnr_authors_mean=lambda t: t["psnr_mean"] + 1)
+    shown = tables.paper_comparison(overshoot)
+    assert shown.loc["model", ("PSNR (dB)", "ours, authors' definition")] == f"{overshoot.psnr_mean.iloc[0] + 1:.2f}"
+    summary = tables.summary_table(metrics).assign(method=["model", "unet", "spline"])
+    assert tables.paper_comparison(summary).loc["unet", ("SSIM", "paper")] == "-"
 
 
 def test_write_results_files(metrics: pd.DataFrame, tmp_path: Path) -> None:
@@ -124,14 +173,23 @@ def test_write_results_files(metrics: pd.DataFrame, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(tables.RESULT_FILES)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "metrics.csv"), metrics, check_dtype=False)
     table2 = pd.read_csv(tmp_path / "table2.csv")
-    assert {"method", "n", "psnr_mean", "psnr_sd", "psnr_p_mw", "lpips_p_wilcoxon"} <= set(table2.columns)
+    assert {"method", "n_subjects", "n_maps", "psnr_mean", "psnr_sd", "psnr_p", "psnr_authors_mean"} <= set(table2)
     statistics = pd.read_csv(tmp_path / "statistics.csv")
-    assert set(statistics["breakdown"]) == {"all", "kind", "grade"}
-    assert {"mw_p", "mw_rank_biserial", "wilcoxon_p", "wilcoxon_rank_biserial"} <= set(statistics.columns)
+    assert list(statistics.columns) == list(tables.STATISTICS_COLUMNS)
+    assert len(statistics) == 2 * len(METRIC_NAMES)  # one row per method and metric
     shown = tables.statistics_table(statistics)
-    assert shown.index.names == ["metric", "method"] and len(shown) == len(METRIC_NAMES) * 2
-    assert list(shown.columns) == ["n", "mw_p", "mw_rank_biserial", "wilcoxon_p", "wilcoxon_rank_biserial"]
-    assert shown.loc[("psnr", "nearest"), "n"] == "20" and all(isinstance(v, str) for v in shown.to_numpy().ravel())
+    assert shown.index.names == ["Metric", "Compared with"]
+    assert list(shown.columns) == [
+        "Subjects", "Maps", "Model", "Method", "Difference", "p (subjects)", "Effect size r", "p (maps, Mann-Whitney)",
+    ]  # fmt: skip
+    metrics_shown = set(shown.index.get_level_values("Metric"))
+    assert "PSNR, truth's range (dB)" not in metrics_shown and "PSNR (dB)" in metrics_shown
+    assert shown.loc[("PSNR (dB)", "nearest"), "Subjects"] == 4
+    assert shown.loc[("PSNR (dB)", "nearest"), "p (subjects)"] == "0.125"
+    assert shown.loc[("PSNR (dB)", "nearest"), "p (maps, Mann-Whitney)"] == "< 1e-4"
+    assert "treats every map as independent" in shown.attrs["caption"] and "n = 4 subjects" in shown.attrs["caption"]
+    with pytest.raises(ValueError, match="older version, re-run the stage"):
+        tables.statistics_table(statistics.rename(columns={"p_subjects": "wilcoxon_p"}))
     first = {name: (tmp_path / name).read_bytes() for name in tables.RESULT_FILES}
     tables.write_results(tmp_path, metrics)
     assert {name: (tmp_path / name).read_bytes() for name in tables.RESULT_FILES} == first  # deterministic
