@@ -112,21 +112,20 @@ def gain_values(table: pd.DataFrame) -> dict[str, float]:
 
 
 def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The :func:`gains` as the landing page shows them: plain labels, signed values, "-" where not measured."""
+    """The :func:`gains` as the landing page shows them: one row per gain, signed values, "-" where not measured."""
     rows = []
     for row in table.itertuples():
         digits = PAPER_DECIMALS[row.metric] + 1
         unit = UNITS[row.metric]
         rows.append(
             {
-                "metric": f"{METRIC_NAMES[row.metric]}{' (dB)' if unit else ''}",
-                "gain of": f"{row.better} over {row.worse}",
+                "gain": f"{METRIC_NAMES[row.metric]}{' (dB)' if unit else ''}, {row.better} over {row.worse}",
                 "paper": f"{row.paper:+.{PAPER_DECIMALS[row.metric]}f}",
                 "this run": "-" if math.isnan(row.ours) else f"{row.ours:+.{digits}f}",
                 "verdict": row.status,
             }
         )
-    return pd.DataFrame(rows).set_index(["metric", "gain of"])
+    return pd.DataFrame(rows).set_index("gain")
 
 
 def _phrase(row) -> str:
