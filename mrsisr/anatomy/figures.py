@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from mrsisr.study.figures import FONT_SIZE, MAP_CMAP, PAGE_WIDTH_IN
+
 PANELS = (("T1", "t1"), ("FLAIR", "flair"), ("GM", "gm"), ("WM", "wm"), ("CSF", "csf"))
 
 
@@ -42,8 +44,9 @@ def plot_subject_slice(arrays: Mapping[str, np.ndarray], k: int, title: str = ""
     Returns
     -------
     matplotlib.figure.Figure
-        Page-width figure (13 x 3.4 in), cropped to the head; the subject's right is on the image's right,
-        anterior up.
+        Page-width figure (:data:`~mrsisr.study.figures.PAGE_WIDTH_IN` wide, text of at least
+        :data:`~mrsisr.study.figures.FONT_SIZE` pt), cropped to the head; the subject's right is on the image's
+        right, anterior up. Tissue fractions in the study's map colour map.
 
     Raises
     ------
@@ -51,6 +54,7 @@ def plot_subject_slice(arrays: Mapping[str, np.ndarray], k: int, title: str = ""
         If ``k`` is not a slice of the volumes or a panel's volume is missing.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     missing = [key for _, key in PANELS if key not in arrays]
     if missing:
@@ -59,19 +63,20 @@ def plot_subject_slice(arrays: Mapping[str, np.ndarray], k: int, title: str = ""
     if not 0 <= k < depth:
         raise ValueError(f"slice {k} is outside the volume (0 to {depth - 1})")
     box = _in_plane_box(arrays["t1"])
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(13, 3.4), layout="constrained")
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(PAGE_WIDTH_IN, 2.3), layout="constrained")
     for ax, (name, key) in zip(axes, PANELS, strict=True):
         image = np.asarray(arrays[key][box + (k,)], dtype=np.float32).T
         intensity = key in ("t1", "flair")
         vmin, vmax = _display_range(np.asarray(arrays[key])) if intensity else (0.0, 1.0)
-        shown = ax.imshow(image, origin="lower", cmap="gray" if intensity else "magma", vmin=vmin, vmax=vmax)
+        shown = ax.imshow(image, origin="lower", cmap="gray" if intensity else MAP_CMAP, vmin=vmin, vmax=vmax)
         if intensity and "labels" in arrays:
             ax.contour((arrays["labels"][box + (k,)] > 0).T, levels=[0.5], colors="tab:cyan", linewidths=0.8)
-        ax.set_title(name, fontsize=12)
+        ax.set_title(name, fontsize=FONT_SIZE + 1)
         ax.set_axis_off()
-        bar = fig.colorbar(shown, ax=ax, shrink=0.85, pad=0.02)
-        bar.set_label("signal (a.u.)" if intensity else "fraction", fontsize=10)
-        bar.ax.tick_params(labelsize=9)
+        bar = fig.colorbar(shown, ax=ax, shrink=0.7, pad=0.02)
+        bar.set_label("signal (a.u.)" if intensity else "fraction", fontsize=FONT_SIZE)
+        bar.ax.yaxis.set_major_locator(MaxNLocator(3))
+        bar.ax.tick_params(labelsize=FONT_SIZE)
     if title:
-        fig.suptitle(title, fontsize=13)
+        fig.suptitle(title, fontsize=FONT_SIZE + 1)
     return fig

@@ -9,115 +9,160 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import FancyBboxPatch
+from matplotlib.ticker import MaxNLocator
+
+from mrsisr.study.figures import FONT_SIZE, PAGE_WIDTH_IN
 
 # how each layer of mrsisr.network.model.build_model is named in the paper's vocabulary
 BLOCK_LABELS = {
     "lr": "LR map",
     "guide": "FLAIR",
-    "space_to_depth": "Space-to-\ndepth x4",
+    "space_to_depth": "Space-to-\ndepth ×4",
+    "guide_conv2": "Strided\nconv ×2",
     "concat_guide": "Concat",
-    "head_conv": "Conv 3x3\n(head)",
+    "head_conv": "Conv 3×3\nhead",
     "erb": "ERB",
     "hfab": "HFAB",
     "gdfn": "GDFN",
     "long_skip": "+",
-    "tail_conv": "Conv 3x3\n(tail)",
-    "depth_to_space": "Depth-to-\nspace x4",
-    "lr_upsample": "k-space x4",
+    "tail_conv": "Conv 3×3\ntail",
+    "depth_to_space": "Depth-to-\nspace ×4",
     "sr": "+",
 }
+SKIP_LABELS = {"KSpaceUpsample": "k-space ×4", "UpSampling2D": "bilinear ×4"}
 COLOURS = {"erb": "#9ecae1", "hfab": "#fdae6b", "gdfn": "#a1d99b"}
 PAIR = re.compile(r"pair(\d+)_(erb|hfab|gdfn)$")
+BOX_HEIGHT = 0.5  # inches: the axes span the figure, one data unit per inch
+MAIN_Y, TOP_Y, SKIP_Y = 1.75, 2.75, 0.45
 
 
 def _shape(layer: keras.layers.Layer) -> str:
-    return "x".join(str(s) for s in layer.output.shape[1:])
+    return "×".join(str(s) for s in layer.output.shape[1:])
 
 
-def _box(ax, x, y, text, colour="#eeeeee", width=0.9, height=0.55):
+def _box(ax, x: float, y: float, text: str, width: float, colour: str = "#eeeeee", height: float = BOX_HEIGHT):
     ax.add_patch(
-        FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.03", fc=colour, ec="k")
+        FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.02", fc=colour, ec="k")
     )
-    ax.text(x, y, text, ha="center", va="center", fontsize=7)
+    ax.text(x, y, text, ha="center", va="center", fontsize=FONT_SIZE)
 
 
 def _arrow(ax, start, end, colour="k"):
-    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "lw": 0.8, "color": colour})
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "lw": 1.0, "color": colour})
 
 
-def _skip(ax, start_x, end_x, y_from, y_level, colour):
-    """A skip connection: up (or down) from ``start_x``, across at ``y_level``, into the box at ``end_x``."""
-    ax.plot([start_x, start_x, end_x], [y_from, y_level, y_level], color=colour, lw=0.8)
-    _arrow(ax, (end_x, y_level), (end_x, y_from), colour)
-
-
-def plot_architecture(model: keras.Model) -> plt.Figure:
-    """Draw ``model`` as boxes and arrows, every block labelled as in the paper, from its own layers.
-
-    The main path runs left to right; each trunk pair is a column (ERB, HFAB, GDFN from top to bottom);
-    the long skip and the interpolated-map skip are drawn as arcs. Output shapes are printed under the boxes.
-    """
-    layers = {layer.name: layer for layer in model.layers}
+def _pairs(layers: dict) -> dict[int, list[str]]:
     pairs: dict[int, list[str]] = {}
     for name in layers:
         match = PAIR.match(name)
         if match:
             pairs.setdefault(int(match.group(1)), []).append(match.group(2))
-    main = [n for n in ("space_to_depth", "concat_guide", "head_conv") if n in layers]
-    tail = ["long_skip", "tail_conv", "depth_to_space", "sr"]
-    n_columns = len(main) + len(pairs) + len(tail) + 2
-    fig, ax = plt.subplots(figsize=(max(10, 0.95 * n_columns), 4.2))
-    x = 0.0
-    guided = "guide" in layers
-    _box(ax, x, 1.0, f"{BLOCK_LABELS['lr']}\n{_shape(layers['lr'])}", "#ffffff")
-    if guided:
-        _box(ax, x, 2.0, f"{BLOCK_LABELS['guide']}\n{_shape(layers['guide'])}", "#ffffff")
-    previous = (x, 1.0)
-    for name in main:
-        x += 1.2
-        y = 2.0 if name == "space_to_depth" else 1.0
-        _box(ax, x, y, BLOCK_LABELS[name])
-        ax.text(x, y - 0.38, _shape(layers[name]), ha="center", fontsize=6)
-        _arrow(ax, (0.45 if name == "concat_guide" else x - 0.75, y), (x - 0.45, y))
-        if name == "concat_guide":
-            _arrow(ax, (x - 1.2, 1.7), (x - 0.2, 1.3))
-        previous = (x, y)
-    head_x = previous[0]
-    for index in sorted(pairs):
-        x += 1.05
-        for row, kind in enumerate(pairs[index]):
-            name = f"pair{index}_{kind}"
-            y = 1.62 - 0.62 * row
-            _box(ax, x, y, f"{BLOCK_LABELS[kind]}\n{layers[name].count_params():,}", COLOURS[kind], 0.8, 0.5)
-        ax.text(x, 1.95, f"pair {index}", ha="center", fontsize=7)
-        _arrow(ax, (x - 0.65, 1.0), (x - 0.42, 1.0))
-    for name in tail:
-        x += 1.2
-        _box(ax, x, 1.0, BLOCK_LABELS[name], width=0.5 if name in ("long_skip", "sr") else 0.9)
-        ax.text(x, 0.62, _shape(layers[name]), ha="center", fontsize=6)
-        _arrow(ax, (x - 0.75, 1.0), (x - 0.45, 1.0))
-        if name == "long_skip":
-            _skip(ax, head_x, x, 1.28, 2.25, "C3")
-    _skip(ax, 0.0, x, 0.72, -0.45, "C0")
-    _box(ax, (x + 1.0) / 2, -0.45, BLOCK_LABELS["lr_upsample"], "#ffffff", height=0.4)
-    ax.text(x + 0.7, 1.0, "SR map\n" + _shape(layers["sr"]), va="center", fontsize=7)
-    ax.set_xlim(-0.7, x + 1.5)
-    ax.set_ylim(-0.8, 2.45)
+    return pairs
+
+
+def plot_architecture(model: keras.Model) -> plt.Figure:
+    """Draw ``model`` as boxes and arrows, every block labelled as in the paper, from its own layers.
+
+    The main path runs left to right at page width (text of at least
+    :data:`~mrsisr.study.figures.FONT_SIZE` pt): the guide's entry above it, the trunk as one pair (ERB, HFAB,
+    GDFN with their parameter counts) in a frame that says how often it repeats, the long skip above the
+    trunk and the global skip (the interpolated low-resolution map) below everything; no line crosses a box.
+    Output shapes are printed under the boxes.
+    """
+    layers = {layer.name: layer for layer in model.layers}
+    pairs = _pairs(layers)
+    kinds = pairs[min(pairs)] if pairs else []
+    guide_entry = next((n for n in ("space_to_depth", "guide_conv2") if n in layers), None)
+    steps = [("lr", 0.75)] + ([("concat_guide", 0.7)] if "concat_guide" in layers else []) + [("head_conv", 0.85)]
+    steps += [(kind, 0.7) for kind in kinds]
+    steps += [("long_skip", 0.35), ("tail_conv", 0.85), ("depth_to_space", 0.85), ("sr", 0.35)]
+    gap = 0.16
+    width = sum(w for _, w in steps) + gap * (len(steps) - 1) + 0.3
+    fig = plt.figure(figsize=(width, 3.4))
+    ax = fig.add_axes((0, 0, 1, 1))
+    x, centres = 0.15, {}
+    for index, (name, box_width) in enumerate(steps):
+        centres[name] = (x + box_width / 2, box_width)
+        if index:
+            previous = centres[steps[index - 1][0]]
+            _arrow(ax, (previous[0] + previous[1] / 2, MAIN_Y), (x, MAIN_Y))
+        x += box_width + gap
+    for name, (cx, box_width) in centres.items():
+        if name in kinds:
+            params = layers[f"pair{min(pairs)}_{name}"].count_params()
+            _box(ax, cx, MAIN_Y, f"{BLOCK_LABELS[name]}\n{params:,}", box_width, COLOURS[name])
+        elif name == "lr":
+            _box(ax, cx, MAIN_Y, BLOCK_LABELS[name], box_width, "#ffffff")
+        else:
+            _box(ax, cx, MAIN_Y, BLOCK_LABELS[name], box_width)
+        if name not in (*kinds, "long_skip", "sr"):  # a sum has the shape of its inputs
+            ax.text(cx, MAIN_Y - BOX_HEIGHT / 2 - 0.08, _shape(layers[name]), ha="center", va="top", fontsize=FONT_SIZE)
+    if kinds:
+        left = centres[kinds[0]][0] - centres[kinds[0]][1] / 2 - 0.08
+        right = centres[kinds[-1]][0] + centres[kinds[-1]][1] / 2 + 0.08
+        ax.add_patch(
+            FancyBboxPatch(
+                (left, MAIN_Y - 0.42), right - left, 0.98, boxstyle="round,pad=0.02", fc="none", ec="0.4", ls="--"
+            )
+        )
+        ax.text(
+            (left + right) / 2, MAIN_Y + 0.42, f"one pair, repeated {len(pairs)} times", ha="center", fontsize=FONT_SIZE
+        )
+    if guide_entry is not None:
+        cx = centres["concat_guide"][0]
+        lr_x, lr_width = centres["lr"]
+        _box(ax, lr_x, TOP_Y, BLOCK_LABELS["guide"], lr_width, "#ffffff")
+        ax.text(lr_x, TOP_Y - BOX_HEIGHT / 2 - 0.08, _shape(layers["guide"]), ha="center", va="top", fontsize=FONT_SIZE)
+        _box(ax, cx, TOP_Y, BLOCK_LABELS[guide_entry], 0.75)
+        _arrow(ax, (lr_x + lr_width / 2, TOP_Y), (cx - 0.375, TOP_Y))
+        _arrow(ax, (cx, TOP_Y - BOX_HEIGHT / 2), (cx, MAIN_Y + BOX_HEIGHT / 2))
+    # long skip: from the head's output over the trunk frame into the first "+"
+    head, plus = centres["head_conv"][0], centres["long_skip"][0]
+    top = TOP_Y + 0.05
+    ax.plot([head, head, plus], [MAIN_Y + BOX_HEIGHT / 2, top, top], color="C3", lw=1.2)
+    _arrow(ax, (plus, top), (plus, MAIN_Y + BOX_HEIGHT / 2), "C3")
+    ax.text((head + plus) / 2, top + 0.06, "long skip", ha="center", va="bottom", color="C3", fontsize=FONT_SIZE)
+    # global skip: the low-resolution map, interpolated x4, into the last "+", below every box
+    lr, out = centres["lr"][0] - 0.3, centres["sr"][0]  # off the centre: clear of the shape printed below
+    skip_name = SKIP_LABELS.get(type(layers["lr_upsample"]).__name__, "upsample ×4")
+    middle, skip_width = (lr + out) / 2, 1.1
+    ax.plot([lr, lr, middle - skip_width / 2], [MAIN_Y - BOX_HEIGHT / 2, SKIP_Y, SKIP_Y], color="C0", lw=1.2)
+    ax.plot([middle + skip_width / 2, out], [SKIP_Y, SKIP_Y], color="C0", lw=1.2)
+    _arrow(ax, (out, SKIP_Y), (out, MAIN_Y - BOX_HEIGHT / 2), "C0")
+    _box(ax, middle, SKIP_Y, skip_name, skip_width, "#ffffff", height=0.4)
+    sr_map = f"SR map\n{_shape(layers['sr'])}"
+    ax.text(out, MAIN_Y + BOX_HEIGHT / 2 + 0.1, sr_map, ha="center", va="bottom", fontsize=FONT_SIZE)
+    ax.set_xlim(0, width)
+    ax.set_ylim(0.15, 3.55)
     ax.set_axis_off()
     n_params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    ax.set_title(f"{model.name}: {len(pairs)} pairs, {n_params:,} trainable parameters (numbers in boxes)", fontsize=9)
-    fig.tight_layout()
+    guided = "guided by the FLAIR slice" if guide_entry else "without a guide"
+    fig.suptitle(
+        f"The super-resolution network of this run, {guided}: {len(pairs)} pairs, {n_params:,} trainable parameters"
+        "\n(the number in a block: its trainable parameters; under a block: its output shape)",
+        fontsize=FONT_SIZE,
+        y=0.995,
+        va="top",
+    )
     return fig
 
 
 def plot_learning_curves(history: pd.DataFrame) -> plt.Figure:
-    """Plot training and validation log-cosh loss per epoch (log scale) and the learning rate."""
-    fig, (loss_ax, rate_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
-    loss_ax.semilogy(history["epoch"], history["loss"], "o-", ms=3, label="training")
-    loss_ax.semilogy(history["epoch"], history["val_loss"], "s-", ms=3, label="validation")
-    loss_ax.set(xlabel="epoch", ylabel="log-cosh loss")
-    loss_ax.legend()
+    """Plot training and validation log-cosh loss per epoch (log scale) and the learning rate, at page width.
+
+    Epochs are numbered from 1, as ``history.csv`` numbers them (epochs completed), on integer ticks.
+    """
+    fig, (loss_ax, rate_ax) = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN * 0.8, 2.9), layout="constrained")
+    loss_ax.semilogy(history["epoch"], history["loss"], "o-", ms=4, label="training")
+    loss_ax.semilogy(history["epoch"], history["val_loss"], "s-", ms=4, label="validation")
+    loss_ax.set_ylabel("log-cosh loss", fontsize=FONT_SIZE)
+    loss_ax.legend(fontsize=FONT_SIZE)
     rate_ax.plot(history["epoch"], history["learning_rate"], "k.-")
-    rate_ax.set(xlabel="epoch", ylabel="learning rate (end of epoch)")
-    fig.tight_layout()
+    rate_ax.set_ylabel("learning rate (end of epoch)", fontsize=FONT_SIZE)
+    rate_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    for ax in (loss_ax, rate_ax):
+        ax.set_xlabel("epoch", fontsize=FONT_SIZE)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=FONT_SIZE, which="both")
+        ax.yaxis.get_offset_text().set_fontsize(FONT_SIZE)
     return fig
