@@ -69,6 +69,27 @@ def test_guide_randomisation_changes_only_the_guides():
     assert all(set(x) == {"lr"} for x, _ in unguided)
 
 
+def test_patches_are_aligned_windows_and_an_epoch_covers_the_maps_area():
+    lr, guide, hr = smooth_maps(10, seed=5)
+    batches = EpochBatches(lr, guide, hr, config(batch_size=8, seed=2, patch_size=16))
+    assert batches.patches_per_map == 4 and len(batches) == 5 and batches.map_equivalents == 10
+    first = epoch_of(batches, 1)
+    for (x, y), (_, y_again) in zip(first, epoch_of(batches, 1), strict=True):
+        assert x["lr"].shape[1:3] == (16, 16) and y.shape[1:3] == x["guide"].shape[1:3] == (64, 64)
+        np.testing.assert_array_equal(y, y_again)
+        np.testing.assert_allclose(x["guide"], 1.0 - y, atol=1e-6)
+        np.testing.assert_allclose(y[..., 0].reshape(-1, 16, 4, 16, 4).mean(axis=(2, 4)), x["lr"][..., 0], atol=1e-6)
+    windows = np.concatenate([y for _, y in first])[..., 0]
+    assert len(windows) == 40 and len({w.tobytes() for w in windows}) > 30  # random windows, not one per map
+    with_margin = EpochBatches(lr, guide, hr, config(batch_size=8, patch_size=16, patch_margin=2))[0]
+    weights = with_margin[2]
+    assert weights.shape == (8, 64, 64) and not weights[:, :8].any() and not weights[:, :, -8:].any()
+    np.testing.assert_allclose(weights.mean(axis=(1, 2)), 1.0, rtol=1e-6)
+    for patch, margin in ((40, 0), (16, 8)):
+        with pytest.raises(ValueError, match=f"patch_size {patch} and patch_margin {margin} do not fit 32x32 maps"):
+            EpochBatches(lr, guide, hr, config(patch_size=patch, patch_margin=margin))
+
+
 @pytest.fixture(scope="module")
 def data():
     return smooth_maps(24, seed=2), smooth_maps(8, seed=3)
@@ -104,8 +125,15 @@ class Kill(keras.callbacks.Callback):
             raise KeyboardInterrupt("killed")
 
 
-def test_a_run_killed_and_resumed_equals_an_uninterrupted_one_bit_for_bit(data, tmp_path):
-    settings = {"learning_rate_schedule": "cosine", "guide_augment": True, "guide_dropout": 0.2}
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"learning_rate_schedule": "cosine", "guide_augment": True, "guide_dropout": 0.2},
+        {"patch_size": 16, "patch_margin": 2, "guide_augment": True},
+    ],
+    ids=["full-maps", "patches"],
+)
+def test_a_run_killed_and_resumed_equals_an_uninterrupted_one_bit_for_bit(data, tmp_path, settings):
     with pytest.raises(KeyboardInterrupt):
         _train(data, tmp_path / "killed", epochs=4, callbacks=[Kill(epoch=2)], **settings)
     with open(tmp_path / "killed" / "history.csv", "a") as log:

@@ -115,3 +115,55 @@ def drop_guides(guide: np.ndarray, rng: np.random.Generator, probability: float)
         return guide
     dropped = rng.random(len(guide)) < probability
     return np.where(dropped[:, None, None], np.zeros((), guide.dtype), guide)
+
+
+def crop_patches(
+    lr: np.ndarray, guide: np.ndarray | None, hr: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Cut one random ``size`` x ``size`` window from each low-resolution map and the matching windows of the rest.
+
+    The window of ``guide`` and ``hr`` covers the same area: ``factor * size`` pixels from ``factor`` times the
+    low-resolution corner, with ``factor = hr.shape[1] // lr.shape[1]``.
+
+    Parameters
+    ----------
+    lr, guide, hr : ndarray, shape (B, h, w), (B, factor*h, factor*w) or None, (B, factor*h, factor*w)
+        A batch of maps, their guides and targets.
+    size : int
+        Side of the low-resolution window, at most ``min(h, w)``.
+    rng : numpy.random.Generator
+        Draws each window's corner (rows, then columns), uniformly over the positions that fit.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(lr, guide, hr)`` windows, shapes ``(B, size, size)`` and ``(B, factor*size, factor*size)``.
+    """
+    n, height, width = lr.shape
+    if not 0 < size <= min(height, width):
+        raise ValueError(f"patch size {size} does not fit maps of {height}x{width} low-resolution pixels")
+    factor = hr.shape[1] // height
+    rows, cols = rng.integers(0, height - size + 1, n), rng.integers(0, width - size + 1, n)
+
+    def cut(a: np.ndarray | None, scale: int) -> np.ndarray | None:
+        if a is None:
+            return None
+        side = scale * size
+        return np.stack(
+            [
+                a[i, scale * r : scale * r + side, scale * c : scale * c + side]
+                for i, (r, c) in enumerate(zip(rows, cols, strict=True))
+            ]
+        )
+
+    return cut(lr, 1), cut(guide, factor), cut(hr, factor)
+
+
+def centre_weights(side: int, margin: int) -> np.ndarray:
+    """Per-pixel loss weights of a ``side`` x ``side`` target: 0 within ``margin`` pixels of an edge, else 1 / (share
+    of the centre), so that the weights average 1 and the loss keeps its scale."""
+    if not 0 <= 2 * margin < side:
+        raise ValueError(f"loss margin {margin} leaves no centre in a {side}x{side} patch")
+    weights = np.zeros((side, side), np.float32)
+    weights[margin : side - margin, margin : side - margin] = 1.0
+    return weights / weights.mean()

@@ -2,7 +2,10 @@
 
 Batches come from :class:`EpochBatches`, a ``keras.utils.PyDataset`` that shuffles and augments in numpy
 (no ``tf.data``, so every Keras backend runs it): batch ``i`` of epoch ``e`` is a pure function of
-``(seed, e, i)``. Each epoch's batches are handed to ``model.fit`` as arrays, in order (one call per epoch):
+``(seed, e, i)``. With ``patch_size`` > 0 it serves random low-resolution windows of the maps with the matching
+guide and target windows (EDSR-style patch training; the network is fully convolutional), optionally with the
+loss on their centre only (``patch_margin``); validation always runs on the full maps.
+Each epoch's batches are handed to ``model.fit`` as arrays, in order (one call per epoch):
 on a 2-core CPU, ``fit`` over the PyDataset itself, which Keras feeds through ``tf.data``, trained at half
 the speed. Keras callbacks do the bookkeeping in ``checkpoint_dir``: ``CSVLogger`` writes
 ``history.csv``, ``ModelCheckpoint`` keeps ``best.keras`` (lowest validation loss), a tqdm bar shows the
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mrsisr.network.augment import augment_batch, drop_guides, perturb_guides
+from mrsisr.network.augment import augment_batch, centre_weights, crop_patches, drop_guides, perturb_guides
 from mrsisr.study.atomic import atomic_path, save_text
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -41,7 +44,9 @@ class TrainConfig:
     """Training settings; their defaults and meanings live in ``profiles.yaml`` (section ``training``).
 
     ``guide_augment`` randomises each training guide (:func:`mrsisr.network.augment.perturb_guides`);
-    ``guide_dropout`` is the probability that a training sample's guide is replaced by zeros.
+    ``guide_dropout`` is the probability that a training sample's guide is replaced by zeros. ``patch_size``
+    (low-resolution pixels; 0: full maps) and ``patch_margin`` (low-resolution pixels at each side of a patch
+    left out of the loss) set patch training (:class:`EpochBatches`).
     """
 
     epochs: int
@@ -56,6 +61,8 @@ class TrainConfig:
     jit_compile: bool
     guide_augment: bool
     guide_dropout: float
+    patch_size: int
+    patch_margin: int
 
 
 @dataclass
@@ -83,6 +90,14 @@ class EpochBatches(keras.utils.PyDataset):
     rot90 and one flip (:func:`~mrsisr.network.augment.augment_batch`) and, when asked, randomised and
     dropped guides, all drawn from ``(seed, e, i)``.
 
+    With ``patch_size`` ``p`` > 0, a sample is a random ``p`` x ``p`` window of a low-resolution map with its
+    ``4p`` x ``4p`` guide and target windows (:func:`~mrsisr.network.augment.crop_patches`, corners drawn from
+    ``(seed, e, i)`` by a generator of their own, so full-map batches are those of a run without patches). An
+    epoch then takes :attr:`patches_per_map` windows of every map, about one pass over the maps' area. With
+    ``patch_margin`` ``m`` > 0, each batch also carries per-pixel loss weights that leave out the ``4m`` target
+    pixels along every edge: there the network's k-space skip, which treats its input as periodic, differs most
+    from the same region of the full map.
+
     Parameters
     ----------
     lr, guide, hr : ndarray
@@ -95,29 +110,49 @@ class EpochBatches(keras.utils.PyDataset):
         super().__init__()
         self.lr, self.guide, self.hr, self.config = lr, guide, hr, config
         self.epoch = 0
+        patch, margin, side = config.patch_size, config.patch_margin, min(lr.shape[1:])
+        if patch < 0 or patch > side or margin < 0 or (margin and not 2 * margin < patch):
+            raise ValueError(
+                f"patch_size {patch} and patch_margin {margin} do not fit {side}x{side} maps: need "
+                f"0 <= patch_size <= {side} and, with a margin, 0 <= 2 * patch_margin < patch_size"
+            )
+        area = lr.shape[1] * lr.shape[2]
+        self.patches_per_map = max(1, round(area / patch**2)) if patch else 1
+        self.map_equivalents = len(lr) * self.patches_per_map * (patch**2 / area if patch else 1.0)
+        factor = hr.shape[1] // lr.shape[1]
+        self.weights = centre_weights(factor * patch, factor * margin) if patch and margin else None
 
     def __len__(self) -> int:
-        return -(-len(self.lr) // self.config.batch_size)
+        return -(-len(self.lr) * self.patches_per_map // self.config.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def __getitem__(self, index: int) -> tuple:
+        """Batch ``index`` of the current epoch: ``(inputs, target)``, plus loss weights with a patch margin."""
         seed, size = self.config.seed, self.config.batch_size
-        order = np.random.default_rng([seed, self.epoch, 0]).permutation(len(self.lr))
-        rows = np.sort(order[index * size : (index + 1) * size])
+        order = np.random.default_rng([seed, self.epoch, 0]).permutation(len(self.lr) * self.patches_per_map)
+        rows = np.sort(order[index * size : (index + 1) * size] % len(self.lr))
         rng = np.random.default_rng([seed, self.epoch, 1, index])
-        guide = None if self.guide is None else self.guide[rows]
-        lr, guide, hr = augment_batch(self.lr[rows], guide, self.hr[rows], rng)
+        lr, guide, hr = self.lr[rows], None if self.guide is None else self.guide[rows], self.hr[rows]
+        if self.config.patch_size:
+            corners = np.random.default_rng([seed, self.epoch, 2, index])
+            lr, guide, hr = crop_patches(lr, guide, hr, self.config.patch_size, corners)
+        lr, guide, hr = augment_batch(lr, guide, hr, rng)
         if guide is not None and self.config.guide_augment:
             guide = perturb_guides(guide, rng)
         if guide is not None:
             guide = drop_guides(guide, rng, self.config.guide_dropout)
-        return model_inputs(lr, guide), hr[..., None]
+        batch = (model_inputs(lr, guide), hr[..., None])
+        return batch if self.weights is None else (*batch, np.broadcast_to(self.weights, hr.shape))
 
-    def epoch_arrays(self, epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Every batch of ``epoch``, in order, concatenated: ``fit`` with this ``batch_size`` sees the same batches."""
+    def epoch_arrays(self, epoch: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+        """Every batch of ``epoch``, in order, concatenated: ``fit`` with this ``batch_size`` sees the same batches.
+
+        Returns ``(inputs, target, loss weights or None)``.
+        """
         self.epoch = epoch
         parts = [self[index] for index in range(len(self))]
-        inputs = {name: np.concatenate([x[name] for x, _ in parts]) for name in parts[0][0]}
-        return inputs, np.concatenate([y for _, y in parts])
+        inputs = {name: np.concatenate([part[0][name] for part in parts]) for name in parts[0][0]}
+        weights = None if self.weights is None else np.concatenate([part[2] for part in parts])
+        return inputs, np.concatenate([part[1] for part in parts]), weights
 
 
 def distribution_scope(strategy: str) -> contextlib.AbstractContextManager:
@@ -277,7 +312,8 @@ def train(
     train_data, val_data : tuple
         ``(lr, guide, hr)`` arrays ``(N, 32, 32)``, ``(N, 128, 128)`` or None (unguided), ``(N, 128, 128)``.
     config : TrainConfig
-        Epochs, batch size, learning rate and schedule, time budget, seed, strategy, XLA, guide randomisation.
+        Epochs, batch size, learning rate and schedule, time budget, seed, strategy, XLA, guide randomisation,
+        patch training.
     checkpoint_dir : path-like
         Folder for ``checkpoint.keras``, ``best.keras`` and ``history.csv``. A folder holding a checkpoint
         is resumed after the epoch it holds.
@@ -303,6 +339,8 @@ def train(
         if model is None:
             model = build()
             compile_model(model, config, len(batches))
+    if config.patch_size:
+        model.input_spec = None  # train on patches, validate on full maps: the layers are shape-agnostic
     best = float(history["val_loss"].min()) if len(history) else None
     spent = float(history["seconds"].sum()) if len(history) else 0.0
     budget = _TimeBudget(60.0 * config.time_budget_min, spent, config.epochs)
@@ -320,10 +358,11 @@ def train(
         for epoch in range(len(history), config.epochs):
             # one fit call per epoch on the epoch's arrays: on a 2-core CPU, fit over the PyDataset itself
             # (which Keras feeds through tf.data) ran at half the speed of these same batches as arrays
-            inputs, target = batches.epoch_arrays(epoch)
+            inputs, target, weights = batches.epoch_arrays(epoch)
             model.fit(
                 inputs,
                 target,
+                sample_weight=weights,
                 batch_size=config.batch_size,
                 epochs=epoch + 1,
                 initial_epoch=epoch,
@@ -339,9 +378,9 @@ def train(
         "epochs_run": len(history),
         "seconds": budget.spent_s + time.perf_counter() - budget.started,
         "best_val_loss": float(history["val_loss"].min()),
-        # median over epochs of training maps per second of epoch time (validation included; the first
-        # epoch of a session also traces the graph, the median leaves that out)
-        "train_samples_per_s": float(np.median(len(train_data[0]) / history["seconds"].clip(lower=1e-9))),
+        # median over epochs of training maps (map-equivalents of patches) per second of epoch time
+        # (validation included; the first epoch of a session also traces the graph, the median leaves that out)
+        "train_samples_per_s": float(np.median(batches.map_equivalents / history["seconds"].clip(lower=1e-9))),
     }
     model = keras.saving.load_model(folder / BEST, safe_mode=True)
     return TrainResult(model=model, history=history, stopped_by_budget=budget.stopped, info=info)
