@@ -41,7 +41,7 @@ from mrsisr.study import cache
 from mrsisr.study.atomic import file_sha256, save_npz, save_text
 
 STAGE = get_stage("evaluation")
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 FIGURE_FILE = "figure3.npz"
 REAL = "real"
 UNGUIDED = "model, no guide"

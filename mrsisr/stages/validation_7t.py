@@ -40,7 +40,7 @@ from mrsisr.study.atomic import atomic_path, file_sha256, save_json, save_npz
 from mrsisr.upscale import guide_slices
 
 STAGE = get_stage("validation_7t")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 REFERENCE_SIZE = 128
 LR_SIZE = 32
 GUIDE_TOKENS = ("flair", "t1", "t1w")
