@@ -1,37 +1,63 @@
-"""Benchmark the super-resolution network on this machine and write the numbers as JSON.
+"""Benchmark training recipes of the network on a profile's data: throughput and test PSNR against training time.
 
-Measures, for the default architecture (``mrsisr.network.model.build_model()``), under each dtype policy
-(``float32``, and ``mixed_bfloat16``: bfloat16 compute with float32 weights):
+Each recipe is the profile's training parameters with a few changed (:data:`RECIPES`): ``baseline`` is the
+profile's own recipe, the others name what they change. Every recipe trains, one after the other in the same run,
+with :func:`mrsisr.network.train.train` on the synthesis output's train and validation maps for ``--minutes`` of
+training time; every ``--minutes`` / 12 of training time the test maps are upscaled (the fused inference form)
+and their mean PSNR (data range 1, predictions clipped to [0, 1], as the study's ``psnr``) recorded. The clock
+stops while the test set is scored, so the curve's time axis is the recipe's own training time, validation and
+input pipeline included; process CPU seconds are recorded beside wall-clock seconds, since the machine may be
+shared. Recorded per recipe:
 
-- training throughput (maps/s) of ``model.fit`` at batch 24 on random 32x32 / 128x128 arrays (after a warm-up);
-- inference throughput (maps/s) of ``mrsisr.network.model.predict`` at batch 32 (the inference form, every ERB fused
-  into one 3x3 convolution);
-- FLOPs per map, counted analytically from the layer shapes: 2 x multiply-adds of every convolution
-  (``2 * H * W * k * k * C_in / groups * C_out``); element-wise operations, normalisations and the
-  upsampling are left out (under 2 % of the total). One training step is counted as 3x the forward pass
-  (forward + two backward products), the usual approximation;
-- the float32 matmul rate of numpy (``n x n @ n x n``, best of several runs) measured in the same run, and the
-  achieved training and inference FLOP/s as fractions of it;
-- the speed-ups of ``mixed_bfloat16`` over ``float32``, as ratios measured in the same run.
+- ``training_maps_per_s``: maps (map-equivalents of patches: a 16 x 16 patch of a 32 x 32 map is 1/4) trained per
+  second of training time;
+- ``inference_maps_per_s``: :func:`mrsisr.network.model.predict` on the test maps, best of three;
+- ``final_test_psnr`` at the end of the budget, ``seconds_to_reference_psnr``: the training time at which the
+  test PSNR first reached the baseline's final one (None if never), and the ``curve``.
 
-Usage: ``python benchmarks/benchmark_model.py [--output benchmarks/results/model_benchmark.json]``.
+Top level: ``training_speedup``, ``inference_speedup`` and ``time_to_quality_ratio`` (the new recipe over the
+baseline, same run), ``training_fraction_of_matmul`` (the new recipe's training FLOP/s, 3 x the forward pass's
+convolution FLOPs per map, over numpy's float32 matmul rate measured in the same run), the machine, load
+averages before and after, the date and the profile. A figure of test PSNR against training seconds, both
+recipes, is written beside the JSON (same name, ``.png``). ``--step-profile`` adds the per-block timing of one
+training step (``benchmarks/profile_step.py``).
+
+Usage: ``python benchmarks/benchmark_model.py [--minutes 8] [--run-dir runs/demo | --data SYNTHESIS_DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import keras
+import matplotlib
 import numpy as np
 
-from mrsisr.network.model import DTYPE_POLICIES, build_model, count_parameters, inference_network, predict
-from mrsisr.study.atomic import save_json
+from mrsisr.network.model import build_model, count_parameters, inference_network, predict
+from mrsisr.network.train import EpochBatches, train
+from mrsisr.scoring.metrics import error_maps
+from mrsisr.stages.synthesis import load_split
+from mrsisr.stages.training import architecture, train_config
+from mrsisr.study import cache
+from mrsisr.study.atomic import atomic_path, save_json
+from mrsisr.study.profiles import load_profile, parse_overrides, stage_parameters
 
-TRAIN_BATCH = 24
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from profile_step import profile_training_step  # noqa: E402  (this folder's sibling script)
+
+NEW_RECIPE = "patch16"
+RECIPES = {"baseline": {}, NEW_RECIPE: {"patch_size": 16, "patch_margin": 1}}
+EVALUATIONS = 12  # test-set scorings per recipe, evenly over its training time
 PREDICT_BATCH = 32
 
 
@@ -61,90 +87,255 @@ def _timed(function) -> float:
     return time.perf_counter() - start
 
 
-def random_batch(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return (
-        rng.random((n, 32, 32), dtype=np.float32),
-        rng.random((n, 128, 128), dtype=np.float32),
-        rng.random((n, 128, 128), dtype=np.float32),
+def mean_test_psnr(model: keras.Model, test: tuple[np.ndarray, np.ndarray | None, np.ndarray]) -> float:
+    """Mean over the test maps of the PSNR (data range 1) of the model's clipped upscaled maps."""
+    lr, guide, hr = test
+    mse = np.mean(np.square(error_maps(predict(model, lr, guide, PREDICT_BATCH), hr)), axis=(1, 2))
+    return float(np.mean(-10 * np.log10(mse)))
+
+
+class BudgetSpent(Exception):
+    """Raised by :class:`TrainingClock` when the recipe's training time is spent."""
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Count training time (wall and CPU) without the test scorings; score the test set on a schedule; stop at budget.
+
+    Parameters
+    ----------
+    test : tuple
+        ``(lr, guide, hr)`` test maps.
+    budget_s : float
+        Training seconds after which :class:`BudgetSpent` is raised (after a last scoring).
+    interval_s : float
+        Training seconds between test scorings.
+    samples_per_epoch : int
+        Training samples in one epoch (maps, or patches).
+    batch_size : int
+        Samples per step.
+    map_fraction : float
+        Map-equivalents of one sample (1 for full maps).
+    """
+
+    def __init__(
+        self, test, budget_s: float, interval_s: float, samples_per_epoch: int, batch_size: int, map_fraction: float
+    ):
+        super().__init__()
+        self.test, self.budget_s, self.interval_s = test, budget_s, interval_s
+        self.samples_per_epoch, self.batch_size, self.map_fraction = samples_per_epoch, batch_size, map_fraction
+        self.curve: list[dict] = []
+        self.started = None
+        self.samples = 0
+        self.paused_s = self.paused_cpu_s = 0.0
+
+    def elapsed(self) -> tuple[float, float]:
+        """Training (wall, CPU) seconds so far, scorings left out."""
+        return (
+            time.perf_counter() - self.started - self.paused_s,
+            time.process_time() - self.cpu_started - self.paused_cpu_s,
+        )
+
+    def score(self) -> None:
+        """Append the test PSNR at the current training time to :attr:`curve`; its own time is left out."""
+        wall, cpu = self.elapsed() if self.started is not None else (0.0, 0.0)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        psnr = mean_test_psnr(self.model, self.test)
+        self.curve.append(
+            {"seconds": wall, "cpu_seconds": cpu, "maps": self.samples * self.map_fraction, "test_psnr": psnr}
+        )
+        self.paused_s += time.perf_counter() - start
+        self.paused_cpu_s += time.process_time() - cpu_start
+
+    def on_train_begin(self, logs=None):
+        if self.started is None:
+            self.score()  # the untrained network: the k-space interpolation
+            self.started, self.cpu_started = time.perf_counter(), time.process_time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.samples += min(self.batch_size, self.samples_per_epoch - self.step * self.batch_size)
+        self.step += 1
+        wall, _ = self.elapsed()
+        if wall >= self.budget_s or wall - self.curve[-1]["seconds"] >= self.interval_s:
+            self.score()
+        if wall >= self.budget_s:
+            raise BudgetSpent
+
+
+def load_data(folder: Path, max_maps: int, guided: bool) -> dict[str, tuple]:
+    """The train, val and test splits of a synthesis output, each cut to its first ``max_maps`` maps (0: all)."""
+    data = {}
+    for split in ("train", "val", "test"):
+        lr, guide, hr, _ = load_split(folder, split, mmap=False)
+        cut = slice(None, max_maps or None)
+        data[split] = (lr[cut], guide[cut] if guided else None, hr[cut])
+    return data
+
+
+def run_recipe(name: str, changes: dict, profile: str, data: dict, minutes: float, folder: Path) -> dict:
+    """Train recipe ``name`` (the profile's training parameters with ``changes``) for ``minutes``; its numbers."""
+    params = stage_parameters("training", load_profile(profile, changes | {"time_budget_min": 0.0}))
+    config = train_config(params)
+    batches = EpochBatches(*data["train"], config)
+    samples = len(batches.lr) * batches.patches_per_map
+    budget = 60.0 * minutes
+    clock = TrainingClock(
+        data["test"], budget, budget / EVALUATIONS, samples, config.batch_size, batches.map_equivalents / samples
     )
-
-
-def training_maps_per_s(model: keras.Model, steps: int, jit_compile: bool) -> float:
-    lr, guide, hr = random_batch(steps * TRAIN_BATCH)
-    model.compile(keras.optimizers.Adam(1e-4), loss=keras.losses.LogCosh(), jit_compile=jit_compile)
-    inputs = {"lr": lr[..., None], "guide": guide[..., None]}
-    model.fit(inputs, hr[..., None], batch_size=TRAIN_BATCH, epochs=1, verbose=0, steps_per_epoch=2)  # warm-up
-    seconds = _timed(lambda: model.fit(inputs, hr[..., None], batch_size=TRAIN_BATCH, epochs=1, verbose=0))
-    return len(lr) / seconds
-
-
-def inference_maps_per_s(model: keras.Model, n: int) -> float:
-    lr, guide, _ = random_batch(n, seed=1)
-    predict(model, lr[:PREDICT_BATCH], guide[:PREDICT_BATCH])  # warm-up
-    return n / min(_timed(lambda: predict(model, lr, guide, batch_size=PREDICT_BATCH)) for _ in range(3))
-
-
-def policy_benchmark(dtype_policy: str, train_steps: int, predict_maps: int, jit_compile: bool, peak: float) -> dict:
-    """Training and inference throughput of the default network under ``dtype_policy``."""
-    model = build_model(dtype_policy=dtype_policy)
-    flops, fused_flops = forward_flops(model), forward_flops(inference_network(model, (32, 32)))
-    train_rate = training_maps_per_s(model, train_steps, jit_compile)
-    infer_rate = inference_maps_per_s(model, predict_maps)
+    try:
+        train(
+            lambda: build_model(**architecture(params)),
+            data["train"],
+            data["val"],
+            config,
+            folder / name,
+            progress=False,
+            callbacks=[clock],
+        )
+    except BudgetSpent:
+        pass
+    else:
+        clock.score()  # every epoch done before the budget
+    final = clock.curve[-1]
+    lr, guide, _ = data["test"]
+    repeats = -(-256 // len(lr))  # at least 256 maps per timing
+    lr, guide = np.concatenate([lr] * repeats), None if guide is None else np.concatenate([guide] * repeats)
+    predict(clock.model, lr[:PREDICT_BATCH], None if guide is None else guide[:PREDICT_BATCH])  # warm-up
+    inference = len(lr) / min(_timed(lambda: predict(clock.model, lr, guide, PREDICT_BATCH)) for _ in range(3))
     return {
-        "training_maps_per_s": train_rate,
-        "inference_maps_per_s": infer_rate,
-        "training_fraction_of_matmul": 3 * flops * train_rate / peak,
-        "inference_fraction_of_matmul": fused_flops * infer_rate / peak,
+        "changes": changes,
+        "training_parameters": params.model_dump(),
+        "training_maps_per_s": final["maps"] / final["seconds"],
+        "training_maps_per_cpu_s": final["maps"] / final["cpu_seconds"],
+        "inference_maps_per_s": inference,
+        "final_test_psnr": final["test_psnr"],
+        "training_seconds": final["seconds"],
+        "curve": clock.curve,
+        "model": clock.model,
     }
 
 
-def run_benchmark(train_steps: int = 20, predict_maps: int = 512, jit_compile: bool = False) -> dict:
-    """Measure everything listed in the module docstring; return it as a dict.
+def seconds_to(curve: list[dict], psnr: float, key: str = "seconds") -> float | None:
+    """The first training time (``key``) of ``curve`` at which the test PSNR reached ``psnr``; None if never."""
+    return next((point[key] for point in curve if point["test_psnr"] >= psnr), None)
 
-    The ``float32`` numbers are at the top level (as in earlier versions of this file); each policy's are
-    under ``policies``; ``bfloat16_training_speedup`` and ``bfloat16_inference_speedup`` are their ratios.
-    """
-    model = build_model()
-    flops = forward_flops(model)
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def run_benchmark(
+    data_dir: Path,
+    minutes: float,
+    profile: str = "demo",
+    changes: dict | None = None,
+    max_maps: int = 0,
+    step_profile: bool = False,
+) -> dict:
+    """Run every recipe of :data:`RECIPES` on the synthesis output ``data_dir``; the results as a dict."""
+    load_before = os.getloadavg()
+    changes = changes or {}
+    guided = stage_parameters("training", load_profile(profile, changes)).guided
+    data = load_data(data_dir, max_maps, guided)
     peak = matmul_flops_per_s()
-    inference_flops = forward_flops(inference_network(model, (32, 32)))
-    policies = {p: policy_benchmark(p, train_steps, predict_maps, jit_compile, peak) for p in DTYPE_POLICIES}
-    full, mixed = policies["float32"], policies["mixed_bfloat16"]
-    return {
+    recipes = {}
+    with tempfile.TemporaryDirectory(prefix="mrsisr-benchmark-") as folder:
+        for name, recipe in RECIPES.items():
+            recipes[name] = run_recipe(name, changes | recipe, profile, data, minutes, Path(folder))
+    model = recipes[NEW_RECIPE].pop("model")
+    recipes["baseline"].pop("model")
+    flops = forward_flops(model)
+    reference = recipes["baseline"]["final_test_psnr"]
+    for recipe in recipes.values():
+        recipe["seconds_to_reference_psnr"] = seconds_to(recipe["curve"], reference)
+        recipe["cpu_seconds_to_reference_psnr"] = seconds_to(recipe["curve"], reference, "cpu_seconds")
+        recipe["training_fraction_of_matmul"] = 3 * flops * recipe["training_maps_per_s"] / peak
+    base, new = recipes["baseline"], recipes[NEW_RECIPE]
+    reached = new["seconds_to_reference_psnr"], base["seconds_to_reference_psnr"]
+    ratio = reached[0] / reached[1] if reached[0] is not None and reached[1] else None
+    results = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "profile": profile,
+        "profile_changes": changes,
+        "data": str(data_dir),
+        "maps": {split: len(arrays[0]) for split, arrays in data.items()},
+        "minutes_per_recipe": minutes,
+        "new_recipe": NEW_RECIPE,
+        "reference_psnr": reference,
+        "recipes": recipes,
+        "training_speedup": new["training_maps_per_s"] / base["training_maps_per_s"],
+        "inference_speedup": new["inference_maps_per_s"] / base["inference_maps_per_s"],
+        "time_to_quality_ratio": ratio,
+        "training_fraction_of_matmul": new["training_fraction_of_matmul"],
+        "numpy_matmul_gflop_per_s": peak / 1e9,
+        "forward_gflop_per_map": flops / 1e9,
+        "inference_gflop_per_map": forward_flops(inference_network(model, data["test"][0].shape[1:])) / 1e9,
         "model": model.name,
         "trainable_parameters": count_parameters(model),
-        "forward_gflop_per_map": flops / 1e9,
-        "inference_gflop_per_map": inference_flops / 1e9,
-        **full,
-        "numpy_matmul_gflop_per_s": peak / 1e9,
-        "policies": policies,
-        "bfloat16_training_speedup": mixed["training_maps_per_s"] / full["training_maps_per_s"],
-        "bfloat16_inference_speedup": mixed["inference_maps_per_s"] / full["inference_maps_per_s"],
-        "train_batch": TRAIN_BATCH,
-        "predict_batch": PREDICT_BATCH,
-        "jit_compile": jit_compile,
         "keras_backend": keras.backend.backend(),
         "keras_version": keras.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0],
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_before": list(load_before)},
     }
+    if step_profile:
+        results["step_profile"] = profile_training_step()
+    results["machine"]["load_average_after"] = list(os.getloadavg())
+    return results
 
 
-def main() -> None:
+def plot_curves(results: dict, path: Path) -> None:
+    """Save the test PSNR against training seconds of every recipe, with the reference PSNR, to ``path``."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    for name, recipe in results["recipes"].items():
+        curve = recipe["curve"]
+        axes.plot([p["seconds"] for p in curve], [p["test_psnr"] for p in curve], marker="o", label=name)
+    axes.axhline(results["reference_psnr"], color="grey", linestyle="--", label="baseline's final PSNR")
+    axes.set(
+        xlabel="training seconds (wall clock, validation included)",
+        ylabel="mean test PSNR (dB)",
+        title=f"{results['profile']} data, {results['machine']['cpu']}, {results['machine']['cores']} cores",
+    )
+    axes.legend()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="benchmarks/results/model_benchmark.json")
-    parser.add_argument("--train-steps", type=int, default=20)
-    parser.add_argument("--predict-maps", type=int, default=512)
-    parser.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
-    args = parser.parse_args()
-    results = run_benchmark(args.train_steps, args.predict_maps, args.jit_compile)
-    save_json(Path(args.output), results)
-    for key, value in results.items():
-        if isinstance(value, dict):
-            continue
-        print(f"{key:32s} {value:.4g}" if isinstance(value, float) else f"{key:32s} {value}")
+    parser.add_argument("--output", default="benchmarks/results/model_benchmark.json", type=Path)
+    parser.add_argument("--minutes", type=float, default=8.0, help="training time per recipe")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change a profile parameter for every recipe (e.g. a tiny network for a test)",
+    )
+    parser.add_argument("--run-dir", default="runs/demo", type=Path, help="the run whose synthesis output to use")
+    parser.add_argument("--data", type=Path, help="a synthesis output folder (instead of --run-dir's)")
+    parser.add_argument("--max-maps", type=int, default=0, help="use the first N maps of each split (0: all)")
+    parser.add_argument("--step-profile", action="store_true", help="add the per-block timing of a training step")
+    args = parser.parse_args(argv)
+    data_dir = args.data or cache.current(args.run_dir, "synthesis").path
+    results = run_benchmark(
+        data_dir, args.minutes, args.profile, parse_overrides(args.set), args.max_maps, args.step_profile
+    )
+    save_json(args.output, results)
+    plot_curves(results, args.output.with_suffix(".png"))
+    for key in ("training_speedup", "inference_speedup", "time_to_quality_ratio", "training_fraction_of_matmul"):
+        print(f"{key:32s} {results[key]}")
+    for name, recipe in results["recipes"].items():
+        print(name, {k: recipe[k] for k in ("training_maps_per_s", "final_test_psnr", "seconds_to_reference_psnr")})
+    return results
 
 
 if __name__ == "__main__":

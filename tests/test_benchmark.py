@@ -1,0 +1,47 @@
+"""The recipe benchmark (benchmarks/benchmark_model.py) in a tiny configuration: its JSON schema and figure."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+from conftest import smooth_maps
+
+from mrsisr.study.runner import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import benchmark_model  # noqa: E402  (a script folder, not a package)
+
+RECIPE_KEYS = {"training_maps_per_s", "inference_maps_per_s", "seconds_to_reference_psnr", "final_test_psnr", "curve"}
+TOP_KEYS = {"training_speedup", "inference_speedup", "time_to_quality_ratio", "training_fraction_of_matmul"}
+
+
+def test_a_tiny_benchmark_writes_every_recipe_and_the_ratios(tmp_path):
+    data = tmp_path / "synthesis"
+    data.mkdir()
+    for split, (n, seed) in {"train": (16, 1), "val": (4, 2), "test": (4, 3)}.items():
+        for name, array in zip(("lr", "guide", "hr"), smooth_maps(n, seed), strict=True):
+            np.save(data / f"{split}_{name}.npy", array)
+        pd.DataFrame({"subject": [f"s{i}" for i in range(n)]}).to_csv(data / f"{split}_meta.csv", index=False)
+    output = tmp_path / "bench.json"
+    args = ["--data", str(data), "--profile", "ci", "--minutes", "0.02", "--set", "batch_size=4", "--output"]
+    benchmark_model.main([*args, str(output)])
+    results = json.loads(output.read_text())
+    assert TOP_KEYS <= set(results) and set(results["recipes"]) == {"baseline", benchmark_model.NEW_RECIPE}
+    assert {"cpu", "cores", "load_average_before", "load_average_after"} <= set(results["machine"])
+    assert results["profile"] == "ci" and results["maps"] == {"train": 16, "val": 4, "test": 4}
+    for name, recipe in results["recipes"].items():
+        assert RECIPE_KEYS <= set(recipe), name
+        curve = recipe["curve"]
+        assert curve[0]["seconds"] == 0 and len(curve) >= 2
+        assert recipe["final_test_psnr"] == curve[-1]["test_psnr"] and recipe["training_maps_per_s"] > 0
+        assert all(b["seconds"] >= a["seconds"] and b["maps"] > a["maps"] for a, b in itertools.pairwise(curve[1:]))
+    baseline = results["recipes"]["baseline"]
+    assert baseline["seconds_to_reference_psnr"] <= baseline["curve"][-1]["seconds"]
+    new = results["recipes"][benchmark_model.NEW_RECIPE]
+    expected = new["training_maps_per_s"] / baseline["training_maps_per_s"]
+    assert results["training_speedup"] == expected and new["changes"]["patch_size"] == 16
+    assert output.with_suffix(".png").stat().st_size > 10_000
