@@ -11,6 +11,9 @@
   ERB at the mid width, LeakyReLU, BatchNorm, 3x3 excite back, BatchNorm, sigmoid, multiplying the input.
 - :class:`GDFN`: Restormer's gated depth-wise feed-forward network with a residual: LayerNorm, 1x1 to
   ``2 * int(2.66 C)`` channels, 3x3 depth-wise convolution, a GELU gate, 1x1 back to ``C``.
+- :class:`KSpaceUpsample`: zero-filled k-space upsampling (the global skip of the network).
+- :class:`SCPA`: PAN's self-calibrated convolution with pixel attention (the authors' published variant).
+- :class:`KSpaceConsistency`: Dong et al.'s k-space data consistency, ``[hr, lr] -> hr`` whose truncation is ``lr``.
 """
 
 from __future__ import annotations
@@ -233,6 +236,99 @@ class KSpaceUpsample(layers.Layer):
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
         return (n, h * self.factor, w * self.factor, c)
+
+    def get_config(self):
+        return super().get_config() | {"factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SCPA(layers.Layer):
+    """PAN's self-calibrated convolution with pixel attention (Zhao et al. 2020), ``C`` channels in and out.
+
+    Two branches at ``C/2`` channels, each opened by a 1x1 convolution and a LeakyReLU: the plain branch is a
+    3x3 convolution; the calibrated branch is a pixel-attention convolution, a 3x3 convolution multiplied by
+    the sigmoid of a 1x1 convolution of its input (one weight per pixel and channel), followed by a 3x3
+    convolution. Both end in a LeakyReLU; their concatenation is taken back to ``C`` by a 1x1 convolution and
+    added to the input.
+    """
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        half = max(1, self.channels // 2)
+        self.half = half
+        policy = {"dtype": self.dtype_policy}
+        self.open_plain = layers.Conv2D(half, 1, use_bias=False, name="open_plain", **policy)
+        self.open_calibrated = layers.Conv2D(half, 1, use_bias=False, name="open_calibrated", **policy)
+        self.plain = layers.Conv2D(half, 3, padding="same", use_bias=False, name="plain3x3", **policy)
+        self.attention = layers.Conv2D(half, 1, name="attention1x1", **policy)
+        self.value = layers.Conv2D(half, 3, padding="same", use_bias=False, name="value3x3", **policy)
+        self.calibrated = layers.Conv2D(half, 3, padding="same", use_bias=False, name="calibrated3x3", **policy)
+        self.merge = layers.Conv2D(self.channels, 1, use_bias=False, name="merge", **policy)
+
+    def build(self, input_shape):
+        half = (*input_shape[:-1], self.half)
+        self.open_plain.build(input_shape)
+        self.open_calibrated.build(input_shape)
+        for conv in (self.plain, self.attention, self.value, self.calibrated):
+            conv.build(half)
+        self.merge.build((*input_shape[:-1], 2 * self.half))
+
+    def call(self, x):
+        plain = ops.leaky_relu(self.open_plain(x), LEAKY_SLOPE)
+        plain = ops.leaky_relu(self.plain(plain), LEAKY_SLOPE)
+        calibrated = ops.leaky_relu(self.open_calibrated(x), LEAKY_SLOPE)
+        attended = self.value(calibrated) * ops.sigmoid(self.attention(calibrated))
+        calibrated = ops.leaky_relu(self.calibrated(attended), LEAKY_SLOPE)
+        return x + self.merge(ops.concatenate([plain, calibrated], axis=-1))
+
+    def get_config(self):
+        return super().get_config() | {"channels": self.channels}
+
+
+@functools.lru_cache(maxsize=16)
+def _kspace_consistency_matrices(n: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, A)`` of 1D data consistency: ``T`` (n, factor*n) truncates, ``A = P (T P)^-1`` (factor*n, n)."""
+    truncate = fourier_resample(np.eye(factor * n)[:, :, None], (n, 1))[:, :, 0].T.astype(np.float64)
+    enlarge = _kspace_resampling_matrix(n, factor).astype(np.float64)
+    lift = enlarge @ np.linalg.inv(truncate @ enlarge)  # the gain of T P is 1/2 at Nyquist: undo it
+    matrices = truncate.astype(np.float32), lift.astype(np.float32)
+    for matrix in matrices:
+        matrix.flags.writeable = False
+    return matrices
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class KSpaceConsistency(layers.Layer):
+    """Dong et al.'s k-space data consistency as a layer: ``[hr, lr] -> hr`` with its central k-space made ``lr``'s.
+
+    The separable form of :func:`mrsisr.mrsi.consistency.enforce_data_consistency`: with ``T`` the 1D
+    zero-filled k-space truncation (``factor*n`` -> ``n``, :func:`mrsisr.maps.kspace.fourier_resample`) and
+    ``P`` its enlargement (:class:`KSpaceUpsample`), the output is ``hr + A (lr - T hr T') A'`` along both
+    in-plane axes with ``A = P (T P)^-1``, so that truncating the output gives ``lr`` back exactly and the
+    frequencies beyond ``lr``'s are those of ``hr``. Fixed matrices, no weights, every Keras backend.
+    """
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def _matrices(self, lr_height: int, lr_width: int) -> tuple:
+        rows, cols = (_kspace_consistency_matrices(int(n), self.factor) for n in (lr_height, lr_width))
+        return tuple(ops.convert_to_tensor(m) for m in (*rows, *cols))
+
+    def truncate(self, hr):
+        """The separable k-space truncation ``T hr T'`` of ``(N, H, W, C)`` maps to ``(N, H/factor, W/factor, C)``."""
+        t_rows, _, t_cols, _ = self._matrices(int(hr.shape[1]) // self.factor, int(hr.shape[2]) // self.factor)
+        return ops.einsum("ij,bjkc,lk->bilc", t_rows, hr, t_cols)
+
+    def call(self, inputs):
+        hr, lr = inputs
+        _, a_rows, _, a_cols = self._matrices(int(lr.shape[1]), int(lr.shape[2]))  # static in-plane size
+        return hr + ops.einsum("ij,bjkc,lk->bilc", a_rows, lr - self.truncate(hr), a_cols)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
 
     def get_config(self):
         return super().get_config() | {"factor": self.factor}

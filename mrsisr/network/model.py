@@ -3,7 +3,8 @@
 Architecture (``build_model``; the paper's Figure 2 as we read it):
 
 1. **Guidance**: the 128x128 FLAIR enters the 32x32 trunk by space-to-depth (x4 -> 16 channels, nothing lost)
-   and is concatenated with the low-resolution map (17 channels).
+   and is concatenated with the low-resolution map (17 channels). Ablation: ``guide_entry="strided_conv"``
+   learns the 16 channels instead, by two stride-2 3x3 convolutions (:func:`guide_features`).
 2. **Head**: a 3x3 convolution to ``width`` channels.
 3. **Trunk**: ``n_pairs`` pairs of an ERB (+ LeakyReLU), an HFAB attention branch and a GDFN.
 4. **Long skip**: the head output is added to the trunk output.
@@ -12,7 +13,12 @@ Architecture (``build_model``; the paper's Figure 2 as we read it):
    (:class:`mrsisr.network.layers.KSpaceUpsample`, a fixed separable linear map, the same under every Keras
    backend) is added to the output, so the network learns the residual detail. The k-space interpolant is
    the best of the classical baselines on k-space-truncated maps. The tail convolution starts at zero, so
-   the untrained network returns exactly that interpolation and training only adds detail.
+   the untrained network returns exactly that interpolation and training only adds detail. Ablation:
+   ``global_skip="bilinear"`` adds the bilinear interpolation instead (:func:`global_skip_of`).
+
+The ablation switches of the study (``guided``, ``use_gdfn``, ``n_pairs``, ``global_skip``, ``guide_entry``)
+are arguments of :func:`build_model` whose defaults give the study's network; the peer models are in
+:mod:`mrsisr.network.variants`.
 
 Prediction (:func:`predict`) runs the inference form of the network (:func:`inference_network`): every ERB
 fused into one 3x3 convolution, FMEN's re-parameterisation. Every layer is convolutional or per-pixel, so the
@@ -39,6 +45,8 @@ DEFAULT_WIDTH = 36
 DEFAULT_MID_WIDTH = 12
 DEFAULT_PAIRS = 8
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
+GLOBAL_SKIPS = ("kspace", "bilinear")
+GUIDE_ENTRIES = ("space_to_depth", "strided_conv")
 
 _INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -70,6 +78,8 @@ def build_model(
     guided: bool = True,
     lr_shape: tuple[int, int] = (LR_SIZE, LR_SIZE),
     dtype_policy: str = "float32",
+    global_skip: str = "kspace",
+    guide_entry: str = "space_to_depth",
 ) -> keras.Model:
     """Build the super-resolution network.
 
@@ -91,27 +101,26 @@ def build_model(
         Keras dtype policy of the learned layers. ``mixed_bfloat16`` computes them in bfloat16 with float32
         weights (about twice the training speed on CPUs with AVX512-BF16/AMX; also fast on recent GPUs); the k-space
         skip and the output stay float32 in every case.
+    global_skip : {"kspace", "bilinear"}
+        Interpolation of the low-resolution map added to the output (ablation switch; :func:`global_skip_of`).
+    guide_entry : {"space_to_depth", "strided_conv"}
+        How the guide reaches the 32x32 trunk (ablation switch; :func:`guide_features`). Ignored unguided.
 
     Returns
     -------
     keras.Model
         Inputs ``lr`` ``(h, w, 1)`` (and ``guide`` ``(4h, 4w, 1)``), output ``sr`` ``(4h, 4w, 1)``.
     """
-    for name, value in (("width", width), ("mid_width", mid_width), ("n_pairs", n_pairs)):
-        if int(value) < 1:
-            raise ValueError(f"build_model: {name} must be a positive integer, got {value!r}")
-    if dtype_policy not in DTYPE_POLICIES:
-        raise ValueError(f"build_model: dtype_policy must be one of {DTYPE_POLICIES}, got {dtype_policy!r}")
+    check_positive("build_model", width=width, mid_width=mid_width, n_pairs=n_pairs)
+    check_choice("build_model", "dtype_policy", dtype_policy, DTYPE_POLICIES)
+    check_choice("build_model", "global_skip", global_skip, GLOBAL_SKIPS)
+    check_choice("build_model", "guide_entry", guide_entry, GUIDE_ENTRIES)
     mixed = {"dtype": dtype_policy}
-    height, wide = (int(s) for s in lr_shape)
-    lr = keras.Input((height, wide, 1), name="lr")
-    inputs = [lr]
+    inputs = network_inputs(lr_shape, guided)
+    lr = inputs[0]
     features = lr
     if guided:
-        guide = keras.Input((FACTOR * height, FACTOR * wide, 1), name="guide")
-        inputs.append(guide)
-        to_depth = SpaceToDepth(FACTOR, name="space_to_depth", **mixed)
-        features = layers.Concatenate(name="concat_guide", **mixed)([lr, to_depth(guide)])
+        features = layers.Concatenate(name="concat_guide", **mixed)([lr, guide_features(inputs[1], guide_entry, mixed)])
     head = layers.Conv2D(width, 3, padding="same", name="head_conv", **mixed)(features)
     x = head
     for i in range(1, n_pairs + 1):
@@ -123,10 +132,57 @@ def build_model(
     x = layers.Add(name="long_skip", **mixed)([head, x])
     x = layers.Conv2D(FACTOR * FACTOR, 3, padding="same", kernel_initializer="zeros", name="tail_conv", **mixed)(x)
     x = DepthToSpace(FACTOR, name="depth_to_space", **mixed)(x)
-    upsampled = KSpaceUpsample(FACTOR, name="lr_upsample", dtype="float32")(lr)
-    sr = layers.Add(name="sr", dtype="float32")([x, upsampled])
+    sr = layers.Add(name="sr", dtype="float32")([x, global_skip_of(lr, global_skip)])
     name = f"mrsisr_w{width}_m{mid_width}_p{n_pairs}" + ("_gdfn" if use_gdfn else "") + ("_guided" if guided else "")
+    name += "" if global_skip == "kspace" else f"_{global_skip}"
+    name += "" if guide_entry == "space_to_depth" or not guided else f"_{guide_entry}"
     return keras.Model(inputs, sr, name=name)
+
+
+def check_positive(builder: str, **values: int) -> None:
+    """Raise ValueError, naming ``builder`` and the argument, unless every value is a positive integer."""
+    for name, value in values.items():
+        if int(value) < 1:
+            raise ValueError(f"{builder}: {name} must be a positive integer, got {value!r}")
+
+
+def check_choice(builder: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise ValueError, naming ``builder`` and its argument ``name``, unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{builder}: {name} must be one of {choices}, got {value!r}")
+
+
+def network_inputs(lr_shape: tuple[int, int], guided: bool) -> list[keras.KerasTensor]:
+    """The inputs of every mrsisr network: ``lr`` ``(h, w, 1)`` and, when ``guided``, ``guide`` ``(4h, 4w, 1)``."""
+    height, wide = (int(s) for s in lr_shape)
+    inputs = [keras.Input((height, wide, 1), name="lr")]
+    if guided:
+        inputs.append(keras.Input((FACTOR * height, FACTOR * wide, 1), name="guide"))
+    return inputs
+
+
+def guide_features(guide: keras.KerasTensor, entry: str, policy: dict) -> keras.KerasTensor:
+    """The guide ``(4h, 4w, 1)`` brought to the trunk's grid as ``(h, w, 16)`` features.
+
+    ``space_to_depth`` rearranges each 4x4 block into 16 channels (lossless, no weights); ``strided_conv``
+    learns them: two 3x3 convolutions of stride 2 (16 channels, LeakyReLU after the first).
+    """
+    if entry == "space_to_depth":
+        return SpaceToDepth(FACTOR, name="space_to_depth", **policy)(guide)
+    channels = FACTOR * FACTOR
+    x = layers.Conv2D(channels, 3, strides=2, padding="same", name="guide_conv1", **policy)(guide)
+    x = layers.LeakyReLU(LEAKY_SLOPE, name="guide_act1", **policy)(x)
+    return layers.Conv2D(channels, 3, strides=2, padding="same", name="guide_conv2", **policy)(x)
+
+
+def global_skip_of(lr: keras.KerasTensor, kind: str) -> keras.KerasTensor:
+    """The low-resolution map interpolated x4, in float32: zero-filled k-space (``kspace``) or ``bilinear``.
+
+    The bilinear interpolation is pixel-area aligned (half-pixel centres), as the k-space one is.
+    """
+    if kind == "kspace":
+        return KSpaceUpsample(FACTOR, name="lr_upsample", dtype="float32")(lr)
+    return layers.UpSampling2D(FACTOR, interpolation="bilinear", name="lr_upsample", dtype="float32")(lr)
 
 
 def count_parameters(model: keras.Model) -> int:
@@ -237,9 +293,7 @@ def _copy_fused_weights(source: keras.layers.Layer, target: keras.layers.Layer) 
         target.set_weights(source.get_weights())
 
 
-def predict(
-    model: keras.Model, lr: np.ndarray, guide: np.ndarray | None = None, batch_size: int = 32
-) -> np.ndarray:
+def predict(model: keras.Model, lr: np.ndarray, guide: np.ndarray | None = None, batch_size: int = 32) -> np.ndarray:
     """Upscale low-resolution maps x4 with ``model``.
 
     Parameters
