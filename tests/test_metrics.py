@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 from skimage.metrics import structural_similarity
@@ -99,3 +100,12 @@ def test_lpips_rejects_values_outside_unit_range_and_tiny_images() -> None:
         lpips_distance(np.full((32, 32), 2.0), np.zeros((32, 32)))
     with pytest.raises(ValueError, match="at least 31x31"):
         lpips_distance(np.zeros((16, 16)), np.zeros((16, 16)))
+
+
+def test_metrics_without_lpips_are_the_same_less_that_column():
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, 1, (2, 40, 40)).astype(np.float32)
+    pred = np.clip(truth + rng.normal(0, 0.05, truth.shape), 0, 1.2).astype(np.float32)
+    full, light = per_map_metrics(pred, truth), per_map_metrics(pred, truth, with_lpips=False)
+    assert list(light.columns) == [name for name in METRIC_NAMES if name != "lpips"]
+    pd.testing.assert_frame_equal(full.drop(columns="lpips"), light)

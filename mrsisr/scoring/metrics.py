@@ -113,7 +113,7 @@ def _ssim_authors(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(structural_similarity(pred, truth, data_range=data_range)) if data_range > 0 else 1.0
 
 
-def per_map_metrics(pred: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
+def per_map_metrics(pred: np.ndarray, truth: np.ndarray, with_lpips: bool = True) -> pd.DataFrame:
     """Compute every metric of the study for each (prediction, truth) pair of maps.
 
     Parameters
@@ -122,6 +122,9 @@ def per_map_metrics(pred: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
         Upscaled maps; clipped to [0, 1] for every metric but the ``_authors`` ones (see the module docstring).
     truth : ndarray, same shape
         Ground-truth maps in [0, 1].
+    with_lpips : bool
+        Compute LPIPS (a forward pass of AlexNet per map, by far the costliest metric); without it the
+        ``lpips`` column is left out.
 
     Returns
     -------
@@ -146,7 +149,7 @@ def per_map_metrics(pred: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
     mse = np.mean(np.square(error_maps(pred64, truth64)), axis=(1, 2))
     truth_range = truth64.max(axis=(1, 2)) - truth64.min(axis=(1, 2))
     ssim = [structural_similarity(p, t, data_range=1.0) for p, t in zip(pred64, truth64, strict=True)]
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "mse": mse,
             "rmse": np.sqrt(mse),
@@ -155,6 +158,6 @@ def per_map_metrics(pred: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
             "psnr_authors": _psnr(raw_mse, peak),
             "ssim": ssim,
             "ssim_authors": [_ssim_authors(p, t) for p, t in zip(raw64, truth64, strict=True)],
-            "lpips": lpips_distance(pred, truth),
         }
     )
+    return table.assign(lpips=lpips_distance(pred, truth)) if with_lpips else table
