@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from mrsisr.maps.kspace import fourier_resample
 from mrsisr.network.layers import ERB, HFAB, KSpaceUpsample
 from mrsisr.network.model import build_model, count_parameters, inference_network, load_model, predict
+from mrsisr.network.packaged import DEFAULT_MODEL
 
 TINY = {"width": 8, "mid_width": 4, "n_pairs": 2}
 
@@ -45,6 +47,52 @@ def test_ablation_switches_change_the_graph():
     lr, _ = _maps(3, 32, 32)
     assert predict(unguided, lr, guide=None).shape == (3, 128, 128)
     assert count_parameters(unguided) < count_parameters(build_model(**TINY))
+
+
+def test_default_build_is_the_architecture_of_the_packaged_model():
+    """The switches added for the ablations leave the default network, and so every saved model, as it was."""
+    assert count_parameters(build_model()) == 636_296
+    with zipfile.ZipFile(DEFAULT_MODEL) as archive:
+        saved = json.loads(archive.read("config.json"))["config"]
+    built = json.loads(json.dumps(keras.saving.serialize_keras_object(build_model(guided=False))))["config"]
+    assert _without_modules(built) == _without_modules(saved)
+
+
+def _without_modules(config):
+    """``config`` without its "module" entries (the layers' module moved since the packaged model was saved)."""
+    if isinstance(config, dict):
+        return {key: _without_modules(value) for key, value in config.items() if key != "module"}
+    return [_without_modules(value) for value in config] if isinstance(config, list) else config
+
+
+def test_skip_and_guide_entry_switches_round_trip(tmp_path):
+    model = build_model(**TINY, global_skip="bilinear", guide_entry="strided_conv")
+    assert isinstance(model.get_layer("lr_upsample"), keras.layers.UpSampling2D)
+    assert model.get_layer("guide_conv2").output.shape[1:] == (32, 32, 16)
+    assert count_parameters(model) == count_parameters(build_model(**TINY)) + (9 * 16 + 16) + (9 * 16 * 16 + 16)
+    lr, guide = _maps(2, 32, 32, seed=9)
+    np.testing.assert_allclose(predict(model, lr, guide), _bilinear(lr), atol=1e-5)  # zero tail: the skip
+    tail = model.get_layer("tail_conv")
+    tail.kernel.assign(np.random.default_rng(1).normal(0, 0.1, tail.kernel.shape).astype(np.float32))
+    model.save(tmp_path / "switched.keras")
+    loaded = load_model(tmp_path / "switched.keras")
+    assert loaded.name == model.name == "mrsisr_w8_m4_p2_gdfn_guided_bilinear_strided_conv"
+    np.testing.assert_array_equal(predict(loaded, lr, guide), predict(model, lr, guide))
+    for name in ("global_skip", "guide_entry"):
+        with pytest.raises(ValueError, match=f"build_model: {name} must be one of"):
+            build_model(**TINY, **{name: "other"})
+
+
+def _bilinear(maps):
+    """Bilinear x4 with half-pixel centres and edge clamping, in numpy (the pixel-area aligned interpolation)."""
+    n = maps.shape[1]
+    position = np.clip((np.arange(4 * n) + 0.5) / 4 - 0.5, 0, n - 1)
+    low = np.floor(position).astype(int)
+    high, frac = np.minimum(low + 1, n - 1), position - low
+    weights = np.zeros((4 * n, n))
+    np.add.at(weights, (np.arange(4 * n), low), 1 - frac)
+    np.add.at(weights, (np.arange(4 * n), high), frac)
+    return np.einsum("ij,bjk,lk->bil", weights, maps, weights)
 
 
 def test_untrained_output_is_the_kspace_upsampled_map(tiny):
