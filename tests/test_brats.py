@@ -98,6 +98,8 @@ def test_brats_2020_grades_from_name_mapping_and_misnamed_mask(kaggle_2020):
     assert cases[1].t1.name == "BraTS20_Training_002_t1.nii"
     assert cases[2].seg == data / "BraTS20_Training_355" / "W39_1998.09.19_Segm.nii"
     assert [c.subject for c in find_cases(data, n_subjects=2)] == ["BraTS20_Training_001", "BraTS20_Training_002"]
+    with pytest.warns(UserWarning, match="n_subjects = 5 asked for, but only 3 cases found; taking all 3"):
+        assert len(find_cases(data, n_subjects=5)) == 3
 
 
 def test_brats_2020_without_its_grade_table_is_graded_from_labels(tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,7 +184,7 @@ def find_cases(root: str | os.PathLike, n_subjects: int = 0) -> list[BratsCase]:
     root : path-like
         A case folder, a folder of cases, or a folder up to :data:`SEARCH_DEPTH` levels above them.
     n_subjects : int
-        Keep the first ``n_subjects`` cases (0 = all).
+        Keep the first ``n_subjects`` cases (0 = all); asking for more than there are warns and takes all.
 
     Raises
     ------
@@ -206,4 +207,10 @@ def find_cases(root: str | os.PathLike, n_subjects: int = 0) -> list[BratsCase]:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ValueError(f"brats_root {root}: case(s) found more than once: {', '.join(twice)}")
+    if n_subjects > len(folders):
+        warnings.warn(
+            f"brats_root {root}: n_subjects = {n_subjects} asked for, but only {len(folders)} cases found; "
+            f"taking all {len(folders)}",
+            stacklevel=2,
+        )
     return [load_case(folder, layout) for folder, layout in folders[: n_subjects or None]]
