@@ -245,6 +245,7 @@ def run_benchmark(
     changes = changes or {}
     guided = stage_parameters("training", load_profile(profile, changes)).guided
     data = load_data(data_dir, max_maps, guided)
+    timing = profile_training_step() if step_profile else None  # first: a failure here costs no recipe run
     peak = matmul_flops_per_s()
     recipes = {}
     with tempfile.TemporaryDirectory(prefix="mrsisr-benchmark-") as folder:
@@ -284,8 +285,8 @@ def run_benchmark(
         "keras_version": keras.__version__,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_before": list(load_before)},
     }
-    if step_profile:
-        results["step_profile"] = profile_training_step()
+    if timing is not None:
+        results["step_profile"] = timing
     results["machine"]["load_average_after"] = list(os.getloadavg())
     return results
 

@@ -197,7 +197,7 @@ def profile_training_step(batch_size: int = 24, steps: int = 6, repeats: int = 5
     lr, guide, hr = random_set(steps * batch_size, DEMO["lr_size"], seed=0)
     batches = EpochBatches(lr, guide, hr, config)
     compile_model(model, config, len(batches))
-    inputs, target = batches.epoch_arrays(0)
+    inputs, target, _ = batches.epoch_arrays(0)
     model.fit(inputs, target, batch_size=batch_size, epochs=1, verbose=0, steps_per_epoch=1)  # trace
     step = _median_seconds(
         lambda: model.fit(inputs, target, batch_size=batch_size, epochs=1, verbose=0), max(1, repeats // 2)
