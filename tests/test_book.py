@@ -93,7 +93,7 @@ def test_a_stage_built_from_an_older_upstream_output_is_stale_and_so_are_its_rea
     message = str(caught.value)
     assert "evaluation was built from an older training output" in message
     assert "validation_7t was built from an older training output" in message
-    assert "--stage evaluation --stage validation_7t`" in message and "--stage synthesis" not in message
+    assert "--stage evaluation --stage validation_7t --stage beyond`" in message and "--stage synthesis" not in message
 
 
 def test_stages_run_with_different_shared_parameters_are_refused(tmp_path):

@@ -20,6 +20,7 @@ FIGURES = {
     "training": ["fig2_architecture.png", "fig_learning_curves.png"],
     "evaluation": ["fig3_examples.png"],
     "validation_7t": ["fig4_validation_7t.png"],
+    "beyond": ["fig_ablation.png", "fig_stress.png"],
 }
 
 

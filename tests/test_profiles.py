@@ -131,5 +131,5 @@ def test_stage_graph_runs_forward_and_names_every_reader():
         assert set(stage.upstream) <= set(names[:position]), stage
         assert stage.notebook == f"{stage.number:02d}_{stage.name}.ipynb"
         assert stage.module().STAGE is stage
-    assert [s.name for s in downstream_of("training")] == ["evaluation", "validation_7t"]
+    assert [s.name for s in downstream_of("training")] == ["evaluation", "validation_7t", "beyond"]
     assert [s.name for s in downstream_of("evaluation")] == []
