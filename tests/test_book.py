@@ -282,7 +282,9 @@ def _images_of(browser: DevTools, page: Path) -> list[dict]:
     )
 
 
-@pytest.mark.parametrize(("page", "minimum"), [("book/index.html", 0), ("book/results.html", 3)])
+@pytest.mark.parametrize(
+    ("page", "minimum"), [("book/index.html", 1), ("book/results.html", 3), ("book/beyond.html", 2)]
+)
 def test_every_figure_loads_in_a_browser(ci_book, browser, page, minimum):
     images = _images_of(browser, ci_book / page)
     assert len(images) >= minimum, f"{page}: expected at least {minimum} figures, found {images}"
@@ -298,3 +300,15 @@ def test_every_notebook_page_shows_its_figures(ci_book):
         ]
         assert images, f"{page.name}: no figure on the page (was plt.show() run under the inline backend?)"
         assert not soup.select(".cell_output .output.traceback"), f"{page.name} shows a traceback"
+
+
+@pytest.mark.parametrize("page", ["book/index.html", "book/results.html", "book/beyond.html"])
+def test_nothing_overflows_a_phone_screen(ci_book, browser, page):
+    """At 420 px wide the page itself does not scroll sideways (wide tables scroll inside their own box)."""
+    browser.call("Emulation.setDeviceMetricsOverride", width=420, height=900, deviceScaleFactor=1, mobile=False)
+    try:
+        _images_of(browser, ci_book / page)
+        widths = browser.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+    assert widths[0] <= widths[1], f"{page} is {widths[0]} px wide on a {widths[1]} px screen"
