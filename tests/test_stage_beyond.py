@@ -17,8 +17,9 @@ from scipy import ndimage
 from mrsisr.maps.lowres import make_lowres
 from mrsisr.maps.synthesis import KINDS
 from mrsisr.network.model import build_model
-from mrsisr.scoring.ablation import ablation_display, ablation_table, claim_sentences
+from mrsisr.scoring.ablation import ablation_display, ablation_table, claim_sentences, runs_display
 from mrsisr.scoring.beyond_figures import plot_ablation, plot_stress
+from mrsisr.scoring.stress import stress_display
 from mrsisr.stages import beyond
 from mrsisr.study import cache
 from mrsisr.study.atomic import save_npy, save_text
@@ -93,6 +94,8 @@ def test_ablation_table_compares_with_main_at_the_subject_level(ran):
     assert table["psnr_seed_sd"].iloc[0] == pytest.approx(seeds.std())
     shown = ablation_display(result.ablation)
     assert list(shown.index) == ["main", "no_guide"] and "seeds" in shown.attrs["caption"]
+    runs = runs_display(result.runs)
+    assert runs.index.names == ["Network", "Seed"] and len(runs) == 3 and "_" not in "".join(runs.columns)
     (sentence,) = claim_sentences(result.ablation)
     assert sentence.startswith("'the FLAIR guide helps'") and f"over {SPLIT_SUBJECTS['test']} subjects" in sentence
     glue = result.glue_values
@@ -114,6 +117,9 @@ def test_stress_tests_cover_every_factor_and_start_from_the_unchanged_split(ran)
     assert noise["psnr_mean"].is_monotonic_decreasing
     eight = summary[(summary["factor"] == "upscaling factor") & (summary["value"] == 8.0)]
     assert set(eight["method"]) == {"model", "spline"} and np.isfinite(eight["psnr_mean"]).all()
+    shown = stress_display(summary)
+    assert shown.index.names == ["Factor", "Level", "Method"] and "_" not in "".join(shown.columns)
+    assert set(shown.index.get_level_values("Method")) == {"network", "cubic spline"}
     fig = plot_stress(summary, "ci")
     assert len([ax for ax in fig.axes if ax.lines]) == 6
     plt.close(fig)

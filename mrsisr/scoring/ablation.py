@@ -71,7 +71,6 @@ def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame(
         {
             "Network": table["variant"],
-            "What it is": table["description"],
             "Parameters": table["n_params"].map("{:,}".format),
             "Epochs": table["epochs_run"],
             "Minutes": (table["seconds"] / 60).round(1),
@@ -90,6 +89,25 @@ def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
         "p: two-sided Wilcoxon signed-rank test over subjects against main (same seed). "
         f"SD of main's mean PSNR over seeds: {spread}."
     )
+    return shown
+
+
+def runs_display(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every trained network (the study's network once per seed) for reading: plain headers, rounded values."""
+    shown = pd.DataFrame(
+        {
+            "Network": runs["variant"],
+            "Seed": runs["seed"],
+            "Parameters": runs["n_params"].map("{:,}".format),
+            "Epochs": runs["epochs_run"],
+            "Minutes": (runs["seconds"] / 60).round(1),
+            "Stopped by the budget": runs["stopped_by_budget"].map({True: "yes", False: "no"}),
+            "PSNR (dB)": runs["psnr"].round(2),
+            "SSIM": runs["ssim"].round(3),
+            "LPIPS": runs["lpips"].round(3),
+        }
+    ).set_index(["Network", "Seed"])
+    shown.attrs["caption"] = "Every trained network: size, training, and mean scores on the test maps."
     return shown
 
 

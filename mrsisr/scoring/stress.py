@@ -184,3 +184,23 @@ def stress_summary(table: pd.DataFrame) -> pd.DataFrame:
     wide = summary.pivot_table(index=["factor", "value", "level"], columns="method", values="psnr_mean", sort=False)
     gains = (wide["model"] - wide["spline"]).rename("psnr_gain_db").reset_index()
     return summary.merge(gains, on=["factor", "value", "level"])
+
+
+def stress_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`stress_summary` for reading: plain headers, rounded values, indexed by factor, level and method."""
+    shown = summary.drop(columns="value").rename(
+        columns={
+            "factor": "Factor",
+            "level": "Level",
+            "method": "Method",
+            "psnr_mean": "PSNR (dB)",
+            "psnr_std": "PSNR SD",
+            "ssim_mean": "SSIM",
+            "ssim_std": "SSIM SD",
+            "psnr_gain_db": "Network minus spline, PSNR (dB)",
+        }
+    )
+    shown["Method"] = shown["Method"].replace({"model": "network", "spline": "cubic spline"})
+    shown = shown.round({"PSNR (dB)": 2, "PSNR SD": 2, "SSIM": 3, "SSIM SD": 3, "Network minus spline, PSNR (dB)": 2})
+    shown.attrs["caption"] = "Mean and SD over the test maps per factor, level and method."
+    return shown.set_index(["Factor", "Level", "Method"])

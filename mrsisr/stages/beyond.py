@@ -18,6 +18,7 @@ trains only that one. The stage's own folder holds the tables: ``runs.csv`` (one
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -118,6 +119,9 @@ def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) ->
         Show progress bars while training.
     """
     runs = planned_runs(params)
+    # predicting with many networks, shapes and guides retraces tf.functions by design; TensorFlow's warning
+    # about it would fill the page
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     output = cache.open_stage(run_dir, STAGE, params.model_dump(), CACHE_VERSION)
     if not output.complete:
         training, synthesis = cache.current(run_dir, "training"), cache.current(run_dir, "synthesis")
