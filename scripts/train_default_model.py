@@ -44,7 +44,7 @@ def summarise_test_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Mean test metrics of the model and the spline from an evaluation stage's ``table2.csv`` (indexed by method)."""
     return {
         method: {metric: float(table.loc[method, f"{metric}_mean"]) for metric in REPORTED}
-        | {"n": int(table.loc[method, "n"])}
+        | {"n_maps": int(table.loc[method, "n_maps"]), "n_subjects": int(table.loc[method, "n_subjects"])}
         for method in ("model", "spline")
     }
 
