@@ -147,3 +147,12 @@ def test_no_variant_gives_empty_tables_and_a_figure_that_says_so(tmp_path):
     table = ablation_table(pd.DataFrame(columns=beyond.RUN_COLUMNS), pd.DataFrame(columns=["variant", "seed"]))
     assert table.empty and claim_sentences(table) == []
     plt.close(plot_ablation(table, "ci"))
+
+
+def test_the_training_subset_is_seeded_shared_and_sized():
+    rows = beyond.training_subset(100, 0.25, seed=0)
+    assert len(rows) == 25 and np.all(np.diff(rows) > 0) and rows.max() < 100
+    np.testing.assert_array_equal(rows, beyond.training_subset(100, 0.25, seed=0))
+    assert not np.array_equal(rows, beyond.training_subset(100, 0.25, seed=1))
+    np.testing.assert_array_equal(beyond.training_subset(7, 1.0, seed=3), np.arange(7))
+    assert len(beyond.training_subset(3, 0.01, seed=0)) == 1

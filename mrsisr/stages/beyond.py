@@ -11,7 +11,9 @@ noise, other low-resolution simulations, guide misregistration, 8x upscaling and
 
 Each trained network has its own cache folder, ``runs/<profile>/beyond/variants/<key>/``, keyed by the
 variant, its seed, epochs and budget and the keys of the training and synthesis outputs: adding a variant
-trains only that one. The stage's own folder holds the tables: ``runs.csv`` (one row per trained network),
+trains only that one. With ``beyond_train_fraction`` below 1 every network trains on the same
+seeded share of the training maps (validation and test maps are never cut), so that the stage fits a short
+budget. The stage's own folder holds the tables: ``runs.csv`` (one row per trained network),
 ``run_metrics.csv`` (per test map) and ``stress.csv`` (per test map and condition).
 """
 
@@ -24,6 +26,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -143,6 +146,15 @@ def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) ->
     return read_result(output)
 
 
+def training_subset(n_maps: int, fraction: float, seed: int) -> np.ndarray:
+    """The sorted indices of the training maps every network of the stage trains on: a seeded share of them.
+
+    The subset depends on the study's seed only, so every network and every seed of ``main`` sees the same maps.
+    """
+    count = max(1, round(fraction * n_maps))
+    return np.sort(np.random.default_rng([seed, n_maps]).permutation(n_maps)[:count])
+
+
 def train_variant(
     run_dir: str | os.PathLike,
     variant: str,
@@ -165,6 +177,7 @@ def train_variant(
         "seed": seed,
         "epochs": params.beyond_epochs,
         "minutes": params.beyond_minutes,
+        "train_fraction": params.beyond_train_fraction,
         "cache_version": VARIANT_CACHE_VERSION,
     }
     output = cache.stage_output(run_dir, VARIANT_FOLDER, keyed, {"training": training, "synthesis": synthesis})
@@ -182,6 +195,9 @@ def train_variant(
     splits = {}
     for split in ("train", "val", "test"):
         lr, guide, hr, meta = load_split(synthesis.path, split)
+        if split == "train":
+            rows = training_subset(len(lr), params.beyond_train_fraction, params.seed)
+            lr, guide, hr, meta = lr[rows], guide[rows], hr[rows], meta.iloc[rows]
         splits[split] = (lr, guide if guided else None, hr, meta)
     result = train(
         lambda: spec.build(tiny=params.beyond_tiny),
