@@ -201,6 +201,8 @@ def stress_display(summary: pd.DataFrame) -> pd.DataFrame:
         }
     )
     shown["Method"] = shown["Method"].replace({"model": "network", "spline": "cubic spline"})
-    shown = shown.round({"PSNR (dB)": 2, "PSNR SD": 2, "SSIM": 3, "SSIM SD": 3, "Network minus spline, PSNR (dB)": 2})
+    digits = {"PSNR (dB)": 2, "PSNR SD": 2, "SSIM": 3, "SSIM SD": 3, "Network minus spline, PSNR (dB)": 2}
+    for column, places in digits.items():  # as text: a Styler would show six decimals
+        shown[column] = shown[column].map(f"{{:.{places}f}}".format)
     shown.attrs["caption"] = "Mean and SD over the test maps per factor, level and method."
     return shown.set_index(["Factor", "Level", "Method"])
