@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 
 from mrsisr.scoring.stats import subject_level_test
-from mrsisr.scoring.tables import MISSING, format_p
+from mrsisr.scoring.tables import METRIC_FORMATS, MISSING, format_p
 
 REFERENCE = "main"
+#: The mean test scores the tables of trained networks show.
+SCORES = ("psnr", "ssim", "lpips")
 #: Ablations that answer one claim of the paper each: the variant without the part, and the claim.
 CLAIMS = {
     "no_guide": "the FLAIR guide helps",
@@ -66,17 +68,22 @@ def ablation_table(runs: pd.DataFrame, run_metrics: pd.DataFrame) -> pd.DataFram
     return table
 
 
+def _training_and_scores(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """The display columns shared by the tables of trained networks: size, training, mean test scores."""
+    columns = {
+        "Parameters": frame["n_params"].map("{:,}".format),
+        "Epochs": frame["epochs_run"],
+        "Minutes": (frame["seconds"] / 60).map("{:.1f}".format),
+    }
+    return columns | {METRIC_FORMATS[name].header: frame[name].map(METRIC_FORMATS[name].value) for name in SCORES}
+
+
 def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`ablation_table` for reading: plain headers, rounded values, "-" for missing; caption in ``attrs``."""
     shown = pd.DataFrame(
-        {
-            "Network": table["variant"],
-            "Parameters": table["n_params"].map("{:,}".format),
-            "Epochs": table["epochs_run"],
-            "Minutes": (table["seconds"] / 60).map("{:.1f}".format),
-            "PSNR (dB)": table["psnr"].map("{:.2f}".format),
-            "SSIM": table["ssim"].map("{:.3f}".format),
-            "LPIPS": table["lpips"].map("{:.3f}".format),
+        {"Network": table["variant"]}
+        | _training_and_scores(table)
+        | {
             "PSNR minus main (dB)": table["psnr_difference"].map(lambda v: MISSING if np.isnan(v) else f"{v:+.2f}"),
             "p (subjects)": table["p_subjects"].map(format_p),
             "Subjects": table["n_subjects"],
@@ -95,17 +102,9 @@ def ablation_display(table: pd.DataFrame) -> pd.DataFrame:
 def runs_display(runs: pd.DataFrame) -> pd.DataFrame:
     """Every trained network (the study's network once per seed) for reading: plain headers, rounded values."""
     shown = pd.DataFrame(
-        {
-            "Network": runs["variant"],
-            "Seed": runs["seed"],
-            "Parameters": runs["n_params"].map("{:,}".format),
-            "Epochs": runs["epochs_run"],
-            "Minutes": (runs["seconds"] / 60).map("{:.1f}".format),
-            "Stopped by the budget": runs["stopped_by_budget"].map({True: "yes", False: "no"}),
-            "PSNR (dB)": runs["psnr"].map("{:.2f}".format),
-            "SSIM": runs["ssim"].map("{:.3f}".format),
-            "LPIPS": runs["lpips"].map("{:.3f}".format),
-        }
+        {"Network": runs["variant"], "Seed": runs["seed"]}
+        | _training_and_scores(runs)
+        | {"Stopped by the budget": runs["stopped_by_budget"].map({True: "yes", False: "no"})}
     ).set_index(["Network", "Seed"])
     shown.attrs["caption"] = "Every trained network: size, training, and mean scores on the test maps."
     return shown

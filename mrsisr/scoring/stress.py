@@ -30,6 +30,7 @@ from mrsisr.maps.lowres import LOWRES_METHODS, make_lowres
 from mrsisr.network.model import is_guided, predict
 from mrsisr.scoring.baselines import interpolate
 from mrsisr.scoring.metrics import per_map_metrics
+from mrsisr.scoring.tables import METRIC_FORMATS
 
 NOISE_LEVELS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1)
 SHIFTS_MM: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
@@ -188,21 +189,18 @@ def stress_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def stress_display(summary: pd.DataFrame) -> pd.DataFrame:
     """:func:`stress_summary` for reading: plain headers, rounded values, indexed by factor, level and method."""
-    shown = summary.drop(columns="value").rename(
-        columns={
-            "factor": "Factor",
-            "level": "Level",
-            "method": "Method",
-            "psnr_mean": "PSNR (dB)",
-            "psnr_std": "PSNR SD",
-            "ssim_mean": "SSIM",
-            "ssim_std": "SSIM SD",
-            "psnr_gain_db": "Network minus spline, PSNR (dB)",
+    psnr, ssim = METRIC_FORMATS["psnr"], METRIC_FORMATS["ssim"]
+    shown = pd.DataFrame(
+        {
+            "Factor": summary["factor"],
+            "Level": summary["level"],
+            "Method": summary["method"].replace({"model": "network", "spline": "cubic spline"}),
+            psnr.header: summary["psnr_mean"].map(psnr.value),
+            "PSNR SD": summary["psnr_std"].map(psnr.value),
+            ssim.header: summary["ssim_mean"].map(ssim.value),
+            "SSIM SD": summary["ssim_std"].map(ssim.value),
+            "Network minus spline, PSNR (dB)": summary["psnr_gain_db"].map(psnr.value),
         }
-    )
-    shown["Method"] = shown["Method"].replace({"model": "network", "spline": "cubic spline"})
-    digits = {"PSNR (dB)": 2, "PSNR SD": 2, "SSIM": 3, "SSIM SD": 3, "Network minus spline, PSNR (dB)": 2}
-    for column, places in digits.items():  # as text: a Styler would show six decimals
-        shown[column] = shown[column].map(f"{{:.{places}f}}".format)
+    ).set_index(["Factor", "Level", "Method"])
     shown.attrs["caption"] = "Mean and SD over the test maps per factor, level and method."
-    return shown.set_index(["Factor", "Level", "Method"])
+    return shown

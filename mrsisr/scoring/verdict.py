@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mrsisr.scoring.tables import paper_table2
+from mrsisr.scoring.tables import MISSING, paper_table2
+from mrsisr.study.figures import FONT_SIZE, PAGE_WIDTH_IN
 
 #: (better, worse) method pairs of the paper's claim.
 COMPARISONS: tuple[tuple[str, str], ...] = (("model", "spline"), ("spline", "nearest"))
@@ -121,7 +122,7 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
             {
                 "gain": f"{METRIC_NAMES[row.metric]}{' (dB)' if unit else ''}, {row.better} over {row.worse}",
                 "paper": f"{row.paper:+.{PAPER_DECIMALS[row.metric]}f}",
-                "this run": "-" if math.isnan(row.ours) else f"{row.ours:+.{digits}f}",
+                "this run": MISSING if math.isnan(row.ours) else f"{row.ours:+.{digits}f}",
                 "verdict": row.status,
             }
         )
@@ -187,7 +188,7 @@ def plot_verdict(table: pd.DataFrame, title: str) -> plt.Figure:
     title : str
         The figure's title (names the profile and the data).
     """
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(10, 3.6), layout="constrained")
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(PAGE_WIDTH_IN, 3.2), layout="constrained")
     width = 0.38
     for ax, metric in zip(axes, METRICS, strict=True):
         rows = table[table["metric"] == metric]
@@ -198,8 +199,8 @@ def plot_verdict(table: pd.DataFrame, title: str) -> plt.Figure:
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_xticks(positions, [f"{b}\nover {w}" for b, w in zip(rows["better"], rows["worse"], strict=True)])
         gain = "reduction" if metric in LOWER_IS_BETTER else "gain"
-        ax.set_title(f"{METRIC_NAMES[metric]} {gain}{UNITS[metric] and ' (dB)'}", fontsize=11)
-        ax.tick_params(labelsize=10)
-    axes[0].legend(fontsize=10, frameon=False)
-    fig.suptitle(title, fontsize=11)
+        ax.set_title(f"{METRIC_NAMES[metric]} {gain}{UNITS[metric] and ' (dB)'}", fontsize=FONT_SIZE)
+        ax.tick_params(labelsize=FONT_SIZE)
+    axes[0].legend(fontsize=FONT_SIZE, frameon=False)
+    fig.suptitle(title, fontsize=FONT_SIZE)
     return fig

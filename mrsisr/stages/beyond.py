@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from mrsisr.network.model import count_parameters, is_guided, load_model, predict
 from mrsisr.network.train import train
 from mrsisr.network.variants import VARIANTS
-from mrsisr.scoring.ablation import REFERENCE, ablation_table
+from mrsisr.scoring.ablation import REFERENCE, SCORES, ablation_table
 from mrsisr.scoring.metrics import per_map_metrics
 from mrsisr.scoring.stress import stress_summary, stress_tests
 from mrsisr.stages import get_stage
@@ -47,7 +47,6 @@ STAGE = get_stage("beyond")
 CACHE_VERSION = 1
 VARIANT_CACHE_VERSION = 1
 VARIANT_FOLDER = "beyond/variants"
-SCORES = ("psnr", "ssim", "lpips")
 EXPORTS = ("runs.csv", "run_metrics.csv", "stress.csv")
 RUN_COLUMNS = ("variant", "seed", "description", "n_params", "epochs_run", "seconds", "stopped_by_budget", *SCORES)
 
