@@ -55,14 +55,18 @@ def test_default_build_is_the_architecture_of_the_packaged_model():
     with zipfile.ZipFile(DEFAULT_MODEL) as archive:
         saved = json.loads(archive.read("config.json"))["config"]
     built = json.loads(json.dumps(keras.saving.serialize_keras_object(build_model(guided=False))))["config"]
-    assert _without_modules(built) == _without_modules(saved)
+    assert _comparable(built) == _comparable(saved)
 
 
-def _without_modules(config):
-    """``config`` without its "module" entries (the layers' module moved since the packaged model was saved)."""
+def _comparable(config):
+    """``config`` without what changed since the packaged model was saved, the architecture unchanged.
+
+    The layers' "module" moved, and ERB/HFAB gained ``compact`` (default False, the form the packaged model has).
+    """
     if isinstance(config, dict):
-        return {key: _without_modules(value) for key, value in config.items() if key != "module"}
-    return [_without_modules(value) for value in config] if isinstance(config, list) else config
+        later = {"module", "compact"}
+        return {key: _comparable(value) for key, value in config.items() if key not in later}
+    return [_comparable(value) for value in config] if isinstance(config, list) else config
 
 
 def test_skip_and_guide_entry_switches_round_trip(tmp_path):
@@ -188,6 +192,28 @@ def test_inference_network_fuses_every_erb_and_follows_later_training(tiny_with_
         assert np.abs(predict(tiny_with_tail, lr, guide) - before).max() > 1e-4
     finally:
         head.kernel.assign(original)
+
+
+def test_compact_erbs_train_the_convolution_the_expanded_form_fuses_to(tmp_path):
+    """erb_form="compact": one residual 3x3 convolution per ERB, the same inference form, saved and reloaded."""
+    expanded, compact = build_model(**TINY), build_model(**TINY, erb_form="compact")
+    erbs = [layer for layer in compact.layers if isinstance(layer, ERB)]
+    erbs += [layer.erb for layer in compact.layers if isinstance(layer, HFAB)]
+    assert all(erb.compact and not erb.fused for erb in erbs) and compact.name.endswith("_compact")
+    width, mid = TINY["width"], TINY["mid_width"]
+    expanded_erb = {c: 2 * c * c + (9 * 4 * c * c + 2 * c) + (2 * c * c + c) for c in (width, mid)}  # 1x1, 3x3, 1x1
+    saved = sum(expanded_erb[c] - (9 * c * c + c) for c in (width, mid)) * TINY["n_pairs"]
+    assert count_parameters(expanded) - count_parameters(compact) == saved
+    rng = np.random.default_rng(3)
+    for weight in compact.trainable_weights:
+        weight.assign(weight.numpy() + rng.normal(0, 0.05, weight.shape).astype(np.float32))
+    lr, guide = _maps(3, 32, 32, seed=4)
+    eager = keras.ops.convert_to_numpy(compact({"lr": lr[..., None], "guide": guide[..., None]}))[..., 0]
+    np.testing.assert_allclose(predict(compact, lr, guide), eager, atol=1e-5)
+    compact.save(tmp_path / "compact.keras")
+    np.testing.assert_array_equal(predict(load_model(tmp_path / "compact.keras"), lr, guide), predict(compact, lr, guide))
+    with pytest.raises(ValueError, match="erb_form"):
+        build_model(**TINY, erb_form="fused")
 
 
 @pytest.mark.parametrize(

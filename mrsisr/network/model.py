@@ -47,6 +47,7 @@ DEFAULT_PAIRS = 8
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 GLOBAL_SKIPS = ("kspace", "bilinear")
 GUIDE_ENTRIES = ("space_to_depth", "strided_conv")
+ERB_FORMS = ("expanded", "compact")
 
 _INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -80,6 +81,7 @@ def build_model(
     dtype_policy: str = "float32",
     global_skip: str = "kspace",
     guide_entry: str = "space_to_depth",
+    erb_form: str = "expanded",
 ) -> keras.Model:
     """Build the super-resolution network.
 
@@ -105,6 +107,12 @@ def build_model(
         Interpolation of the low-resolution map added to the output (ablation switch; :func:`global_skip_of`).
     guide_entry : {"space_to_depth", "strided_conv"}
         How the guide reaches the 32x32 trunk (ablation switch; :func:`guide_features`). Ignored unguided.
+    erb_form : {"expanded", "compact"}
+        The form in which every ERB (trunk and HFAB) is trained. ``expanded`` is FMEN's over-parameterised
+        training form (1x1 to ``2C``, 3x3 with an inner residual, 1x1 back, outer residual); ``compact`` trains
+        the single residual 3x3 convolution ``x + conv3x3(x)`` that it equals, with about a quarter of the
+        ERB's arithmetic and fewer parameters. Both predict through the same inference form
+        (:func:`inference_network`).
 
     Returns
     -------
@@ -115,6 +123,8 @@ def build_model(
     check_choice("build_model", "dtype_policy", dtype_policy, DTYPE_POLICIES)
     check_choice("build_model", "global_skip", global_skip, GLOBAL_SKIPS)
     check_choice("build_model", "guide_entry", guide_entry, GUIDE_ENTRIES)
+    check_choice("build_model", "erb_form", erb_form, ERB_FORMS)
+    compact = erb_form == "compact"
     mixed = {"dtype": dtype_policy}
     inputs = network_inputs(lr_shape, guided)
     lr = inputs[0]
@@ -124,9 +134,9 @@ def build_model(
     head = layers.Conv2D(width, 3, padding="same", name="head_conv", **mixed)(features)
     x = head
     for i in range(1, n_pairs + 1):
-        x = ERB(width, name=f"pair{i}_erb", **mixed)(x)
+        x = ERB(width, compact=compact, name=f"pair{i}_erb", **mixed)(x)
         x = layers.LeakyReLU(LEAKY_SLOPE, name=f"pair{i}_act", **mixed)(x)
-        x = HFAB(width, mid_width, name=f"pair{i}_hfab", **mixed)(x)
+        x = HFAB(width, mid_width, compact=compact, name=f"pair{i}_hfab", **mixed)(x)
         if use_gdfn:
             x = GDFN(width, name=f"pair{i}_gdfn", **mixed)(x)
     x = layers.Add(name="long_skip", **mixed)([head, x])
@@ -136,6 +146,7 @@ def build_model(
     name = f"mrsisr_w{width}_m{mid_width}_p{n_pairs}" + ("_gdfn" if use_gdfn else "") + ("_guided" if guided else "")
     name += "" if global_skip == "kspace" else f"_{global_skip}"
     name += "" if guide_entry == "space_to_depth" or not guided else f"_{guide_entry}"
+    name += "_compact" if compact else ""
     return keras.Model(inputs, sr, name=name)
 
 

@@ -27,7 +27,7 @@ STAGE = get_stage("training")
 # Bumped whenever the code trains a different model for the same parameters (architecture, training or
 # validation numerics), so that no stale model is reused.
 CACHE_VERSION = 6
-ARCHITECTURE = ("width", "mid_width", "n_pairs", "use_gdfn", "guided", "dtype_policy")
+ARCHITECTURE = ("width", "mid_width", "n_pairs", "use_gdfn", "guided", "dtype_policy", "erb_form")
 EXPORTS = ("model.keras", "history.csv", "training.json")
 
 
