@@ -78,7 +78,9 @@ def test_split_is_by_subject_without_leakage(tmp_path):
     lr, guide, hr, meta = load_split(path, "train")
     assert lr.shape[1:] == (32, 32) and guide.shape[1:] == hr.shape[1:] == (128, 128)
     assert lr.dtype == guide.dtype == hr.dtype == np.float32
-    assert list(meta.columns) == ["subject", "grade", "slice", "kind", "scale"]
+    assert list(meta.columns) == ["subject", "grade", "slice", "kind", "lesion_mm2", "scale"]
+    # the fake lesion is 10 x 10 voxels of 2 mm in every slice it spans: 400 mm^2 on the map grid too
+    np.testing.assert_allclose(meta["lesion_mm2"], 400.0, rtol=0.02)
     assert hr.min() >= 0 and np.allclose(hr.max(axis=(1, 2)), 1.0) and (meta["scale"] > 0).all()
     assert 0 <= guide.min() and guide.max() <= 1
     assert (meta.groupby(["subject", "slice"]).size() == len(KINDS)).all()

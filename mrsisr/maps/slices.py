@@ -129,3 +129,16 @@ def extract_slab(
     rows_y, cols_x = np.meshgrid(y, x, indexing="ij")
     resampled = ndimage.map_coordinates(slab, [cols_x, rows_y], order=1, mode="constant", cval=0.0)
     return resampled.astype(np.float32)
+
+
+def lesion_area_mm2(
+    labels: np.ndarray, k: int, voxel_mm: np.ndarray, centre: tuple[float, float], grid: MapGrid
+) -> float:
+    """Area of the lesion in the map of the slab centred on slice ``k``, in mm^2.
+
+    The lesion is every tumour label (> 0: necrotic or non-enhancing core, oedema, enhancing tumour). Its mask
+    is brought onto the map grid as the maps are (:func:`extract_slab`), so a pixel counts by the share of it
+    that the lesion covers, averaged over the slab; the sum times the pixel's area is the area.
+    """
+    share = extract_slab((labels > 0).astype(np.float32), k, voxel_mm, centre, grid)
+    return float(share.astype(np.float64).sum()) * grid.pixel_mm**2

@@ -6,6 +6,10 @@ each of the five map kinds, each normalised to [0, 1] by its maximum, the 32x32 
 (:mod:`mrsisr.maps.lowres`) and the FLAIR guide of the same slab. Subjects are split into train / val /
 test before any map is made, so no subject contributes to two splits. Every random draw comes from a
 per-subject seed spawned from the study seed: the same parameters give the same arrays bit for bit.
+
+Each split's metadata, ``<split>_meta.csv``, gives per map its ``subject``, ``grade``, ``slice``, ``kind``,
+``lesion_mm2`` (the area of the lesion in the map: every tumour label, i.e. necrotic or non-enhancing core, oedema
+and enhancing tumour; :func:`mrsisr.maps.slices.lesion_area_mm2`) and ``scale`` (the maximum it was divided by).
 """
 
 from __future__ import annotations
@@ -24,7 +28,15 @@ from tqdm import tqdm
 
 from mrsisr.maps.calibration import calibrate_subjects, setting_label
 from mrsisr.maps.lowres import LOWRES_METHODS, make_lowres
-from mrsisr.maps.slices import MapGrid, brain_centre, candidate_slices, choose_slices, extract_slab, slab_voxels
+from mrsisr.maps.slices import (
+    MapGrid,
+    brain_centre,
+    candidate_slices,
+    choose_slices,
+    extract_slab,
+    lesion_area_mm2,
+    slab_voxels,
+)
 from mrsisr.maps.synthesis import KINDS, normalise_maps, synthesize_maps, table1
 from mrsisr.stages import get_stage, segmentation
 from mrsisr.study import cache
@@ -32,9 +44,9 @@ from mrsisr.study.atomic import save_json, save_npy, save_text
 from mrsisr.study.profiles import load_profile, stage_parameters
 
 STAGE = get_stage("synthesis")
-CACHE_VERSION = 3
+CACHE_VERSION = 4  # 4: lesion_mm2 in the split metadata
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_COLUMNS = ("subject", "grade", "slice", "kind", "scale")
+SPLIT_COLUMNS = ("subject", "grade", "slice", "kind", "lesion_mm2", "scale")
 REQUIRED_ARRAYS = ("flair", "labels", "brain", "gm", "wm", "csf", "voxel_mm")
 MANIFEST = "manifest.json"
 CALIBRATION = "calibration.csv"
@@ -236,6 +248,13 @@ def lowres_inputs(hr: np.ndarray, params: Mapping[str, Any], stream: int) -> np.
     return make_lowres(hr, params["lowres_size"], params["lowres_method"], noise=params["map_noise"], rng=rng)
 
 
+def lesion_areas(arrays: Mapping[str, np.ndarray], chosen: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+    """The lesion's area (mm^2, :func:`mrsisr.maps.slices.lesion_area_mm2`) in the map of each chosen slab."""
+    voxel_mm, grid = np.asarray(arrays["voxel_mm"], dtype=float), map_grid(params)
+    centre = brain_centre(arrays["brain"])
+    return np.array([lesion_area_mm2(arrays["labels"], k, voxel_mm, centre, grid) for k in chosen], dtype=float)
+
+
 def map_grid(params: Mapping[str, Any]) -> MapGrid:
     """The maps' grid: matrix, field of view and slab thickness."""
     return MapGrid(params["map_size"], float(params["fov_mm"]), float(params["slice_thickness_mm"]))
@@ -320,7 +339,7 @@ def _build(anatomy: cache.StageOutput, output: cache.StageOutput, keyed: dict[st
         if len(chosen) == 0:
             skipped.append(row.subject)
             continue
-        parts[split].append((row, maps, guide, chosen))
+        parts[split].append((row, maps, guide, chosen, lesion_areas(arrays, chosen, keyed)))
     if not any(parts.values()):
         raise ValueError(f"no subject of {anatomy.path} has a slice with tumour above the slice's mean FLAIR")
     manifest: dict[str, Any] = {"params": keyed, "anatomy_key": anatomy.key, "skipped_subjects": skipped, "splits": {}}
@@ -352,12 +371,13 @@ def calibration(anatomy: cache.StageOutput, subjects: pd.DataFrame, params: Mapp
 
 def _write_split(folder: Path, split: str, entries: list, keyed: dict[str, Any]) -> dict[str, Any]:
     hr_maps, guides, meta = [], [], []
-    for row, maps, guide, chosen in entries:
+    for row, maps, guide, chosen, areas in entries:
         for s, k in enumerate(chosen):
             for kind in KINDS:
                 hr_maps.append(maps[kind][s])
                 guides.append(guide[s])
-                meta.append({"subject": row.subject, "grade": row.grade, "slice": int(k), "kind": kind})
+                names = {"subject": row.subject, "grade": row.grade, "slice": int(k), "kind": kind}
+                meta.append(names | {"lesion_mm2": float(areas[s])})
     size = keyed["map_size"]
     hr_raw = np.stack(hr_maps) if hr_maps else np.zeros((0, size, size), np.float32)
     hr, scale = normalise_maps(hr_raw)
