@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mrsisr.network.layers import KSpaceConsistency
-from mrsisr.network.model import count_parameters, is_guided, load_model, predict
-from mrsisr.network.variants import VARIANTS, build_authors_model, build_dual_encoder_unet
+from mrsisr.network.model import build_model, count_parameters, is_guided, load_model, predict
+from mrsisr.network.variants import STUDY_RECIPE, VARIANTS, build_authors_model, build_dual_encoder_unet
 
 # trainable parameters of each full-size row (deterministic: a change here is a change of architecture)
 FULL_SIZE_PARAMETERS = {
@@ -47,7 +47,7 @@ def test_full_size_parameter_counts(name):
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_tiny_variant_trains_a_step_round_trips_and_predicts(name, tmp_path):
     model = VARIANTS[name].build(tiny=True)
-    assert count_parameters(model) < 40_000
+    assert count_parameters(model) < 40_000 and VARIANTS[name].guided == is_guided(model)
     lr, guide = _maps(2, seed=1)
     inputs = {"lr": lr[..., None]} | ({"guide": guide[..., None]} if is_guided(model) else {})
     before = keras.ops.convert_to_numpy(model(inputs, training=False))
@@ -95,3 +95,11 @@ def test_dual_unet_refuses_sizes_its_pooling_cannot_halve():
 def test_variant_overrides_win_over_the_row():
     model = VARIANTS["authors"].build(tiny=True, dtype_policy="mixed_bfloat16")
     assert model.get_layer("pair1_scpa").compute_dtype == "bfloat16" and model.output.dtype == "float32"
+
+
+def test_the_study_rows_take_the_recorded_erb_form_and_the_peers_take_none():
+    study = [name for name, variant in VARIANTS.items() if variant.builder is build_model]
+    assert {name for name, variant in VARIANTS.items() if variant.recipe == STUDY_RECIPE} == set(study)
+    assert all(not VARIANTS[name].recipe for name in ("authors", "dual_unet", "dual_unet_dc"))
+    expanded, compact = (VARIANTS["main"].build(tiny=True, erb_form=form) for form in ("expanded", "compact"))
+    assert compact.name == expanded.name + "_compact" and count_parameters(compact) < count_parameters(expanded)

@@ -216,35 +216,46 @@ class Variant:
         One line for tables and captions.
     tiny : dict
         Arguments merged over ``kwargs`` for a tiny network of the same design (the ``ci`` profile's tests).
+    recipe : tuple of str
+        Training-stage parameters that the builder takes from the study's recorded recipe rather than from the
+        row (``erb_form`` for the rows of :func:`~mrsisr.network.model.build_model`: the study's network is
+        trained in the study's form); the peers take none.
     """
 
     builder: Callable[..., keras.Model]
     kwargs: dict
     description: str
     tiny: dict = field(default_factory=dict)
+    recipe: tuple[str, ...] = ()
+
+    @property
+    def guided(self) -> bool:
+        """True when the row's network takes the FLAIR guide: every builder's default, unless ``guided=False``."""
+        return bool(self.kwargs.get("guided", True))
 
     def build(self, tiny: bool = False, **overrides) -> keras.Model:
-        """Build the network of this row (its tiny form when ``tiny``); ``overrides`` (e.g. ``dtype_policy``) win."""
+        """Build the network of this row (its tiny form when ``tiny``); ``overrides`` (e.g. ``erb_form``) win."""
         return self.builder(**(self.kwargs | (self.tiny if tiny else {}) | overrides))
 
 
 _TINY_MAIN = {"width": 8, "mid_width": 4, "n_pairs": 2}
+#: What the rows of :func:`~mrsisr.network.model.build_model` take from the training stage's recorded recipe.
+STUDY_RECIPE = ("erb_form",)
+
+
+def _study_row(kwargs: dict, description: str, tiny: dict = _TINY_MAIN) -> Variant:
+    """A row of the study's own builder, trained in the study's ERB form."""
+    return Variant(build_model, kwargs, description, tiny, recipe=STUDY_RECIPE)
+
 
 VARIANTS: dict[str, Variant] = {
-    "main": Variant(
-        build_model, {}, "the study's network: 8 HFAB pairs with GDFN, FLAIR by space-to-depth", _TINY_MAIN
-    ),
-    "no_guide": Variant(build_model, {"guided": False}, "without the FLAIR guide (map only)", _TINY_MAIN),
-    "no_gdfn": Variant(build_model, {"use_gdfn": False}, "without the GDFNs", _TINY_MAIN),
-    "pairs4": Variant(build_model, {"n_pairs": 4}, "4 HFAB pairs instead of 8", _TINY_MAIN | {"n_pairs": 1}),
-    "bilinear_skip": Variant(
-        build_model, {"global_skip": "bilinear"}, "bilinear instead of k-space global skip", _TINY_MAIN
-    ),
-    "strided_guide": Variant(
-        build_model,
-        {"guide_entry": "strided_conv"},
-        "FLAIR enters by a strided-convolution encoder instead of space-to-depth",
-        _TINY_MAIN,
+    "main": _study_row({}, "the study's network: 8 HFAB pairs with GDFN, FLAIR by space-to-depth"),
+    "no_guide": _study_row({"guided": False}, "without the FLAIR guide (map only)"),
+    "no_gdfn": _study_row({"use_gdfn": False}, "without the GDFNs"),
+    "pairs4": _study_row({"n_pairs": 4}, "4 HFAB pairs instead of 8", _TINY_MAIN | {"n_pairs": 1}),
+    "bilinear_skip": _study_row({"global_skip": "bilinear"}, "bilinear instead of k-space global skip"),
+    "strided_guide": _study_row(
+        {"guide_entry": "strided_conv"}, "FLAIR enters by a strided-convolution encoder instead of space-to-depth"
     ),
     "authors": Variant(
         build_authors_model,
