@@ -12,7 +12,10 @@ and the cubic spline on the changed maps against the unchanged ground truth:
 - **upscaling factor**: 8x from a 16 x 16 input, the 4x network applied twice (16 -> 64 with the guide
   block-averaged to 64 x 64, then 64 -> 256 with the guide linearly upsampled to 256 x 256, then 2 x 2
   block means back to 128 x 128) against a direct 8x spline;
-- **tumour grade**: the unchanged test maps grouped by the subject's grade.
+- **tumour grade**: the unchanged test maps grouped by the subject's grade;
+- **tumour size**: the unchanged test maps grouped by their lesion's area in the map's slab (the synthesis'
+  ``lesion_mm2``: every tumour label, i.e. necrotic or non-enhancing core, oedema and enhancing tumour):
+  maps without lesion, then small and large lesions split at the median area of the maps with one.
 
 Every factor's first level is the test split as it is, so each curve starts at Table 2's values.
 """
@@ -37,54 +40,60 @@ SHIFTS_MM: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
 ROTATIONS_DEG: tuple[float, ...] = (0.0, 2.0, 5.0)
 SCORED = ("psnr", "ssim")
 COLUMNS = ("factor", "level", "value", "method", "map", *SCORED)
+#: The synthesis' per-map lesion area (:mod:`mrsisr.stages.synthesis`), the tumour-size factor's measure.
+LESION_COLUMN = "lesion_mm2"
+Scores = dict[str, pd.DataFrame]  # method -> per-map scores (``map, psnr, ssim``)
 
 
-def _scores(factor: str, level: str, value: float, method: str, pred: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
+def _scores(pred: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
     table = per_map_metrics(pred, truth, with_lpips=False)[list(SCORED)]
-    return table.assign(factor=factor, level=level, value=value, method=method, map=np.arange(len(truth)))
+    return table.assign(map=np.arange(len(truth)))
 
 
-def _both(
-    factor: str, level: str, value: float, model: keras.Model, lr: np.ndarray, guide: np.ndarray | None, hr: np.ndarray
-) -> list[pd.DataFrame]:
-    """Scores of the network and the spline for one changed input ``lr`` (and guide)."""
+def _both(model: keras.Model, lr: np.ndarray, guide: np.ndarray | None, hr: np.ndarray) -> Scores:
+    """Scores of the network and the spline for one (changed) input ``lr`` and guide."""
+    return {"model": _scores(predict(model, lr, guide), hr), "spline": _scores(interpolate(lr, "spline"), hr)}
+
+
+def _level(scores: Scores, factor: str, level: str, value: float, rows: np.ndarray | None = None) -> list[pd.DataFrame]:
+    """Both methods' scores labelled with a factor's level (only the maps ``rows`` when given)."""
     return [
-        _scores(factor, level, value, "model", predict(model, lr, guide), hr),
-        _scores(factor, level, value, "spline", interpolate(lr, "spline"), hr),
+        (table if rows is None else table[rows]).assign(factor=factor, level=level, value=value, method=method)
+        for method, table in scores.items()
     ]
 
 
-def _noise_tables(model, lr, guide, hr, lowres_method: str, seed: int) -> list[pd.DataFrame]:
+def _noise_tables(model, lr, guide, hr, unchanged: Scores, lowres_method: str, seed: int) -> list[pd.DataFrame]:
+    factor = "input noise (SD, share of each map's maximum)"
     tables = []
     for level in NOISE_LEVELS:
-        rng = np.random.default_rng(seed)
-        noisy = lr if level == 0 else make_lowres(hr, lr.shape[-1], lowres_method, noise=level, rng=rng)
-        tables += _both("input noise (SD, share of each map's maximum)", f"{level:.0%}", level, model, noisy, guide, hr)
+        scores = unchanged
+        if level:
+            rng = np.random.default_rng(seed)
+            scores = _both(model, make_lowres(hr, lr.shape[-1], lowres_method, noise=level, rng=rng), guide, hr)
+        tables += _level(scores, factor, f"{level:.0%}", level)
     return tables
 
 
-def _lowres_tables(model, lr, guide, hr, lowres_method: str) -> list[pd.DataFrame]:
+def _lowres_tables(model, lr, guide, hr, unchanged: Scores, lowres_method: str) -> list[pd.DataFrame]:
     order = [lowres_method, *(m for m in LOWRES_METHODS if m != lowres_method)]
-    tables = []
-    for index, method in enumerate(order):
-        changed = lr if method == lowres_method else make_lowres(hr, lr.shape[-1], method)
-        label = f"{method} (as trained)" if method == lowres_method else method
-        tables += _both("low-resolution simulation", label, float(index), model, changed, guide, hr)
+    tables = _level(unchanged, "low-resolution simulation", f"{lowres_method} (as trained)", 0.0)
+    for index, method in enumerate(order[1:], start=1):
+        changed = _both(model, make_lowres(hr, lr.shape[-1], method), guide, hr)
+        tables += _level(changed, "low-resolution simulation", method, float(index))
     return tables
 
 
 def _guide_tables(
-    model, lr, guide, hr, spline: pd.DataFrame, factor: str, levels: tuple[float, ...], unit: str, move: Callable
+    model, lr, guide, hr, unchanged: Scores, factor: str, levels: tuple[float, ...], unit: str, move: Callable
 ) -> list[pd.DataFrame]:
-    """The network with its guide moved by each level; the spline (which ignores the guide) as ``spline``."""
+    """The network with its guide moved by each level; the spline ignores the guide (its unchanged scores)."""
     tables = []
     for level in levels:
-        changed = guide if level == 0 else move(guide, level).astype(np.float32)
-        label = f"{level:g} {unit}"
-        tables += [
-            _scores(factor, label, level, "model", predict(model, lr, changed), hr),
-            spline.assign(factor=factor, level=label, value=level),
-        ]
+        moved = unchanged["model"]
+        if level:
+            moved = _scores(predict(model, lr, move(guide, level).astype(np.float32)), hr)
+        tables += _level({"model": moved, "spline": unchanged["spline"]}, factor, f"{level:g} {unit}", level)
     return tables
 
 
@@ -114,13 +123,42 @@ def upscale_eightfold(model: keras.Model, lr16: np.ndarray, guide: np.ndarray | 
     return upscaled.reshape(n, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
 
 
-def _factor_tables(model, lr, guide, hr) -> list[pd.DataFrame]:
+def _factor_tables(model, guide, hr, unchanged: Scores) -> list[pd.DataFrame]:
     lr16 = make_lowres(hr, hr.shape[-1] // 8, "kspace")
-    return [
-        *_both("upscaling factor", "4x (32 -> 128)", 4.0, model, lr, guide, hr),
-        _scores("upscaling factor", "8x (16 -> 128)", 8.0, "model", upscale_eightfold(model, lr16, guide), hr),
-        _scores("upscaling factor", "8x (16 -> 128)", 8.0, "spline", interpolate(lr16, "spline", factor=8), hr),
+    eightfold = {
+        "model": _scores(upscale_eightfold(model, lr16, guide), hr),
+        "spline": _scores(interpolate(lr16, "spline", factor=8), hr),
+    }
+    return _level(unchanged, "upscaling factor", "4x (32 -> 128)", 4.0) + _level(
+        eightfold, "upscaling factor", "8x (16 -> 128)", 8.0
+    )
+
+
+def lesion_size_groups(areas: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The tumour-size groups of maps by lesion area: none, then small and large split at the median.
+
+    The median is that of the maps with a lesion (area > 0); a map at the median counts as small. Groups
+    without a map are left out.
+
+    Parameters
+    ----------
+    areas : ndarray
+        Each map's lesion area, mm^2 (the synthesis' ``lesion_mm2``).
+
+    Returns
+    -------
+    list of (str, ndarray of bool)
+        Each group's label (naming the median) and which maps belong to it, in increasing size.
+    """
+    areas = np.asarray(areas, dtype=float)
+    lesion = areas > 0
+    median = float(np.median(areas[lesion])) if lesion.any() else 0.0
+    groups = [
+        ("no lesion", ~lesion),
+        (f"small (up to {median:.0f} mm²)", lesion & (areas <= median)),
+        (f"large (over {median:.0f} mm²)", lesion & (areas > median)),
     ]
+    return [(label, rows) for label, rows in groups if rows.any()]
 
 
 def stress_tests(
@@ -142,7 +180,7 @@ def stress_tests(
     lr, guide, hr : ndarray
         The test split: inputs (N, 32, 32), guides and ground truths (N, 128, 128).
     meta : DataFrame
-        The test split's metadata (a ``grade`` column per map).
+        The test split's metadata: ``grade`` and ``lesion_mm2`` per map.
     pixel_mm : float
         Pixel size of the 128 x 128 maps (the synthesis' field of view / 128).
     lowres_method : str
@@ -155,22 +193,32 @@ def stress_tests(
     pandas.DataFrame
         One row per (factor, level, method, test map): ``factor, level, value, method, map, psnr, ssim``;
         ``value`` orders the levels of a factor on a plot's x axis.
+
+    Raises
+    ------
+    ValueError
+        When ``meta`` lacks the ``grade`` or ``lesion_mm2`` column (a synthesis output older than the tumour size).
     """
+    missing = [name for name in ("grade", LESION_COLUMN) if name not in meta.columns]
+    if missing:
+        raise ValueError(f"the test split's metadata lacks {', '.join(missing)}: run the synthesis stage again")
     guided = is_guided(model)
     guide = np.asarray(guide, dtype=np.float32) if guided else None
     lr, hr = np.asarray(lr, dtype=np.float32), np.asarray(hr, dtype=np.float32)
-    tables = _noise_tables(model, lr, guide, hr, lowres_method, seed)
-    tables += _lowres_tables(model, lr, guide, hr, lowres_method)
+    unchanged = _both(model, lr, guide, hr)  # every factor's first level: the test split as it is
+    tables = _noise_tables(model, lr, guide, hr, unchanged, lowres_method, seed)
+    tables += _lowres_tables(model, lr, guide, hr, unchanged, lowres_method)
     if guided:
-        spline = tables[1]  # the spline on the unchanged inputs (first noise level)
         shift = lambda g, mm: shift_guide(g, mm, pixel_mm)  # noqa: E731
-        tables += _guide_tables(model, lr, guide, hr, spline, "guide shift", SHIFTS_MM, "mm", shift)
-        tables += _guide_tables(model, lr, guide, hr, spline, "guide rotation", ROTATIONS_DEG, "degrees", rotate_guide)
-    tables += _factor_tables(model, lr, guide, hr)
-    base = tables[:2]  # the network and the spline on the unchanged test split (first noise level)
+        tables += _guide_tables(model, lr, guide, hr, unchanged, "guide shift", SHIFTS_MM, "mm", shift)
+        tables += _guide_tables(
+            model, lr, guide, hr, unchanged, "guide rotation", ROTATIONS_DEG, "degrees", rotate_guide
+        )
+    tables += _factor_tables(model, guide, hr, unchanged)
     for value, grade in enumerate(sorted(meta["grade"].unique())):
-        chosen = (meta["grade"] == grade).to_numpy()
-        tables += [t[chosen].assign(factor="tumour grade", level=grade, value=float(value)) for t in base]
+        tables += _level(unchanged, "tumour grade", grade, float(value), (meta["grade"] == grade).to_numpy())
+    for value, (label, rows) in enumerate(lesion_size_groups(meta[LESION_COLUMN].to_numpy())):
+        tables += _level(unchanged, "tumour size (lesion area)", label, float(value), rows)
     return pd.concat(tables, ignore_index=True)[list(COLUMNS)]
 
 
