@@ -211,7 +211,8 @@ def test_compact_erbs_train_the_convolution_the_expanded_form_fuses_to(tmp_path)
     eager = keras.ops.convert_to_numpy(compact({"lr": lr[..., None], "guide": guide[..., None]}))[..., 0]
     np.testing.assert_allclose(predict(compact, lr, guide), eager, atol=1e-5)
     compact.save(tmp_path / "compact.keras")
-    np.testing.assert_array_equal(predict(load_model(tmp_path / "compact.keras"), lr, guide), predict(compact, lr, guide))
+    reloaded = load_model(tmp_path / "compact.keras")
+    np.testing.assert_array_equal(predict(reloaded, lr, guide), predict(compact, lr, guide))
     with pytest.raises(ValueError, match="erb_form"):
         build_model(**TINY, erb_form="fused")
 

@@ -132,4 +132,4 @@ def test_stage_graph_runs_forward_and_names_every_reader():
         assert stage.notebook == f"{stage.number:02d}_{stage.name}.ipynb"
         assert stage.module().STAGE is stage
     assert [s.name for s in downstream_of("training")] == ["evaluation", "validation_7t", "beyond"]
-    assert [s.name for s in downstream_of("evaluation")] == []
+    assert [s.name for s in downstream_of("evaluation")] == ["beyond"]

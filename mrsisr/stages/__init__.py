@@ -56,7 +56,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("training", 3, ("synthesis",), "Training the super-resolution network"),
     Stage("evaluation", 4, ("segmentation", "synthesis", "training"), "Evaluation: Table 2 and Figure 3"),
     Stage("validation_7t", 5, ("training",), "Validation on 7T-like MRSI: Figure 4"),
-    Stage("beyond", 6, ("synthesis", "training"), "Beyond the paper: ablations, peer networks and stress tests"),
+    Stage(
+        "beyond",
+        6,
+        ("segmentation", "synthesis", "training", "evaluation"),
+        "Beyond the paper: ablations, peer networks and stress tests",
+    ),
 )
 
 

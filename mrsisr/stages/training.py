@@ -55,7 +55,11 @@ class TrainingResult:
         """The numbers the book's prose pages quote."""
         names = ("n_params", "epochs_run", "best_val_loss")
         values = {name: self.summary[name] for name in names}
-        return values | {"samples_per_s": self.summary["train_samples_per_s"], "minutes": self.summary["seconds"] / 60}
+        extra = {
+            "erb_form": self.summary["architecture"]["erb_form"],
+            "samples_per_s": self.summary["train_samples_per_s"],
+        }
+        return values | extra | {"minutes": self.summary["seconds"] / 60}
 
 
 def architecture(params: BaseModel) -> dict:
