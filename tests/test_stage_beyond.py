@@ -119,6 +119,7 @@ def test_ablation_table_compares_with_main_at_the_subject_level(ran):
     assert sentence.startswith("'the FLAIR guide helps'") and f"over {SPLIT_SUBJECTS['test']} subjects" in sentence
     glue = result.glue_values
     assert glue["n_runs"] == 3 and glue["psnr_gain_no_guide"] == table.loc["no_guide", "psnr_difference"]
+    assert glue["claims"] == sentence and "real_claims" not in glue  # the discussion chapter quotes it
     plt.close(plot_ablation(result.ablation, "ci"))
     # no real anatomy configured: no real rows, and the real table says so and how to run it
     assert not result.real_run and glue["real_run"] is False and "real_psnr_gain_no_guide" not in glue
@@ -280,6 +281,7 @@ def test_every_network_is_scored_on_real_anatomy_without_retraining(ran, ran_rea
     assert sentence.startswith("'the FLAIR guide helps' on real anatomy") and "over 3 subjects" in sentence
     glue = result.glue_values
     assert glue["real_run"] is True and glue["real_psnr_gain_no_guide"] == table.loc["no_guide", "real_psnr_difference"]
+    assert glue["real_claims"] == sentence
     assert glue["real_data"] == f"real glioma MRI under {shared_folder('data', 'brats-samples')} (3 cases)"
 
 

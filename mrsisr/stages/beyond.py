@@ -49,7 +49,7 @@ from pydantic import BaseModel
 from mrsisr.network.model import count_parameters, load_model, predict
 from mrsisr.network.train import train
 from mrsisr.network.variants import VARIANTS
-from mrsisr.scoring.ablation import REFERENCE, SCORES, SPLITS, ablation_table, has_split
+from mrsisr.scoring.ablation import REFERENCE, SCORES, SPLITS, ablation_table, claim_sentences, has_split
 from mrsisr.scoring.metrics import per_map_metrics
 from mrsisr.scoring.real_anatomy import real_anatomy_split
 from mrsisr.scoring.stress import stress_summary, stress_tests
@@ -127,6 +127,8 @@ class BeyondResult:
         for split, prefix in SPLITS.items():
             if not has_split(ablation, split):
                 continue
+            claims = claim_sentences(ablation, split)
+            values[f"{prefix}claims"] = " ".join(claims) if claims else "No ablation of a claim was trained in this run."
             if REFERENCE in table.index:
                 values[f"{prefix}seed_sd_psnr"] = float(table.loc[REFERENCE, f"{prefix}psnr_seed_sd"])
             for name in table.index:
