@@ -128,7 +128,7 @@ class BeyondResult:
             if not has_split(ablation, split):
                 continue
             claims = claim_sentences(ablation, split)
-            values[f"{prefix}claims"] = " ".join(claims) if claims else "No ablation of a claim was trained in this run."
+            values[f"{prefix}claims"] = " ".join(claims) or "No ablation of a claim was trained in this run."
             if REFERENCE in table.index:
                 values[f"{prefix}seed_sd_psnr"] = float(table.loc[REFERENCE, f"{prefix}psnr_seed_sd"])
             for name in table.index:
