@@ -45,3 +45,17 @@ def test_a_tiny_benchmark_writes_every_recipe_and_the_ratios(tmp_path):
     expected = new["training_maps_per_s"] / baseline["training_maps_per_s"]
     assert results["training_speedup"] == expected and new["changes"]["erb_form"] == "compact"
     assert output.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_the_upscale_benchmark_times_a_volume_and_each_batch_size(tmp_path):
+    import benchmark_upscale  # noqa: PLC0415  (a script of the same folder)
+
+    output = tmp_path / "upscale.json"
+    results = benchmark_upscale.main(
+        ["--output", str(output), "--repeats", "2", "--batch-sizes", "1,4", "--slices", "2", "--maps", "8"]
+    )
+    assert json.loads(output.read_text()) == json.loads(json.dumps(results))
+    assert results["volume_shape"] == [64, 64, 2] and 0 < results["upscale_seconds"]
+    rates = results["predict_maps_per_s"]
+    assert set(rates) == {"1", "4"} and all(rate > 0 for rate in rates.values())
+    assert results["best_predict_batch_size"] in (1, 4)
