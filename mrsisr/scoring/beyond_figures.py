@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -73,7 +75,10 @@ def plot_ablation(table: pd.DataFrame, title: str) -> plt.Figure:
         The figure's title (names the profile, the data and the training budget).
     """
     rows = table.iloc[::-1]
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.8, 0.45 * len(rows) + 1.4), layout="constrained")
+    width = PAGE_WIDTH_IN * 0.8
+    title = textwrap.fill(title, width=int(width * 9))  # about nine characters per inch at FONT_SIZE
+    height = 0.45 * len(rows) + 1.2 + 0.2 * title.count("\n")
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     ax.set_title(title, fontsize=FONT_SIZE)
     if rows.empty:
         ax.text(0.5, 0.5, "no network was trained (beyond_variants is empty)", ha="center", fontsize=FONT_SIZE)
@@ -84,7 +89,7 @@ def plot_ablation(table: pd.DataFrame, title: str) -> plt.Figure:
     seed_sd = float(table["psnr_seed_sd"].iloc[0])
     if np.isfinite(seed_sd):
         ax.axvspan(-seed_sd, seed_sd, color="grey", alpha=0.25, label="± 1 SD of the study's network over seeds")
-        ax.legend(fontsize=FONT_SIZE - 1, loc="lower right")
+        ax.legend(fontsize=FONT_SIZE - 1, loc="upper left")  # over the top row, the study's network (0)
     ax.axvline(0, color="k", linewidth=0.8)
     ax.set_xlabel("mean PSNR minus the study's network (dB)", fontsize=FONT_SIZE)
     ax.tick_params(labelsize=FONT_SIZE)
