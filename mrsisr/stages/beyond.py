@@ -308,11 +308,7 @@ def train_variant(
         output.path / "checkpoints",
         progress=progress,
     )
-    lr, guide, hr, meta = splits["test"]
-    scores = per_map_metrics(predict(result.model, lr, guide), hr)
-    scores = pd.concat([meta[["subject", "grade", "slice", "kind"]].reset_index(drop=True), scores], axis=1)
-    scores.insert(0, "seed", seed)
-    scores.insert(0, "variant", variant)
+    scores = map_scores(result.model, *splits["test"], variant, seed)
     with atomic_path(output.path / "model.keras", suffix=".keras") as tmp:
         result.model.save(tmp)
     shutil.copyfile(output.path / "checkpoints" / "history.csv", output.path / "history.csv")
@@ -402,12 +398,25 @@ def score_real(folder: Path, variant: str, seed: int, real: cache.StageOutput) -
     """
     lr, guide, hr = (np.load(real.path / f"{name}.npy", allow_pickle=False) for name in REAL_ARRAYS)
     meta = pd.read_csv(real.path / "meta.csv", dtype={"subject": str})
-    model = load_model(folder / "model.keras")
-    scores = per_map_metrics(predict(model, lr, guide if VARIANTS[variant].guided else None), hr)
-    scores = pd.concat([meta[["subject", "grade", "slice", "kind"]], scores], axis=1)
+    guide = guide if VARIANTS[variant].guided else None
+    return map_scores(load_model(folder / "model.keras"), lr, guide, hr, meta, variant, seed).assign(split="real")
+
+
+def map_scores(
+    model: keras.Model,
+    lr: np.ndarray,
+    guide: np.ndarray | None,
+    hr: np.ndarray,
+    meta: pd.DataFrame,
+    variant: str,
+    seed: int,
+) -> pd.DataFrame:
+    """Every metric of ``model`` per map: ``variant, seed, subject, grade, slice, kind`` and the metrics."""
+    scores = per_map_metrics(predict(model, lr, guide), hr)
+    scores = pd.concat([meta[["subject", "grade", "slice", "kind"]].reset_index(drop=True), scores], axis=1)
     scores.insert(0, "seed", seed)
     scores.insert(0, "variant", variant)
-    return scores.assign(split="real")
+    return scores
 
 
 def read_result(output: cache.StageOutput) -> BeyondResult:
