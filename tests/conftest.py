@@ -1,4 +1,9 @@
-"""Shared fixtures: tiny notebooks for the runner's tests, and ONE ci run (and book) per test session."""
+"""Shared fixtures: tiny notebooks for the runner's tests, and ONE ci run (and book) per test session.
+
+``make test`` runs the tests on two pytest-xdist workers (``-n 2 --dist loadgroup``). A session fixture runs once
+per worker, so every test that uses the ci run or its book is sent to one worker (group ``ci_run``): the ci run
+is still made once.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,13 @@ from mrsisr.study.runner import REPO_ROOT
 INJECTED_DEFAULTS = "profile = 'demo'\nrun_dir = 'runs/demo'\nfigures_dir = 'figures'\n"
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 SHARED = REPO_ROOT.parent / "shared"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Send every test that uses the session's ci run (or its book) to one xdist worker."""
+    for item in items:
+        if {"ci_run", "ci_book"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("ci_run"))
 
 
 def shared_folder(*parts: str) -> Path:
