@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -32,45 +30,18 @@ import pandas as pd
 
 from mrsisr.mrsi.sidecar import git_commit
 from mrsisr.network.packaged import DEFAULT_MODEL, DEFAULT_MODEL_CARD
+from mrsisr.scoring.map_settings import method_scores
 from mrsisr.stages import get_stage
 from mrsisr.study.atomic import atomic_path, file_sha256, save_json
 from mrsisr.study.profiles import load_profile, parse_overrides, stage_parameters
+from mrsisr.study.provenance import library_versions, recorded_command
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
-LIBRARIES = ("h5py", "keras", "nibabel", "numpy", "scipy", "tensorflow", "tensorflow-cpu", "jax", "torch")
 
 
 def summarise_test_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Mean test metrics of the model and the spline from an evaluation stage's ``table2.csv`` (indexed by method)."""
-    return {
-        method: {metric: float(table.loc[method, f"{metric}_mean"]) for metric in REPORTED}
-        | {"n_maps": int(table.loc[method, "n_maps"]), "n_subjects": int(table.loc[method, "n_subjects"])}
-        for method in ("model", "spline")
-    }
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the installed libraries that shape the model (absent ones left out), and Python's."""
-    versions = {"python": sys.version.split()[0]}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def recorded_command(argv: list[str]) -> str:
-    """The command line without ``--runs-root`` (a folder of the training machine, meaningless elsewhere)."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--runs-root":
-            skip = True
-        elif not arg.startswith("--runs-root="):
-            kept.append(arg)
-    return shlex.join(["python", "scripts/train_default_model.py", *kept])
+    """Mean test metrics of the model and the spline from an evaluation stage's ``table2.csv`` (one row per method)."""
+    return method_scores(table, methods=("model", "spline"), metrics=REPORTED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     save_json(
         DEFAULT_MODEL_CARD,
         {
-            "command": recorded_command(argv),
+            "command": recorded_command("scripts/train_default_model.py", argv),
             "profile": args.profile,
             "overrides": overrides,
             "parameters": params,
@@ -114,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             "sha256": file_sha256(DEFAULT_MODEL),
             "trained_on": f"simulated phantom maps only ({params['anatomy_source']} anatomy, profile {args.profile})",
             "training": results["training"].summary,
-            "test_metrics": summarise_test_metrics(results["evaluation"].summary.set_index("method")),
+            "test_metrics": summarise_test_metrics(results["evaluation"].summary),
         },
     )
     print(f"wrote {DEFAULT_MODEL} and {DEFAULT_MODEL_CARD}")

@@ -2,7 +2,7 @@
 
 ``make test`` runs the tests on two pytest-xdist workers (``-n 2 --dist loadgroup``). A session fixture runs once
 per worker, so every test that uses the ci run or its book is sent to one worker (group ``ci_run``): the ci run
-is still made once.
+is still made once. (xdist's groups need pytest 8: pytest 9 ignores the node id xdist rewrites for them.)
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 SHARED = REPO_ROOT.parent / "shared"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Send every test that uses the session's ci run (or its book) to one xdist worker."""
+    """Send every test that uses the session's ci run (or its book) to one xdist worker, and start the long
+    tests first: the ci run's group, then the tests marked ``slow``, so the two workers end together."""
     for item in items:
         if {"ci_run", "ci_book"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("ci_run"))
+    items.sort(key=lambda item: (not item.get_closest_marker("xdist_group"), not item.get_closest_marker("slow")))
 
 
 def shared_folder(*parts: str) -> Path:

@@ -8,12 +8,15 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import smooth_maps
 
 from mrsisr.study.runner import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import benchmark_model  # noqa: E402  (a script folder, not a package)
+
+pytestmark = pytest.mark.slow  # started first on the xdist workers (conftest.py)
 
 RECIPE_KEYS = {"training_maps_per_s", "inference_maps_per_s", "seconds_to_reference_psnr", "final_test_psnr", "curve"}
 TOP_KEYS = {"training_speedup", "inference_speedup", "time_to_quality_ratio", "training_fraction_of_matmul"}

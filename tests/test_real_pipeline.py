@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from conftest import copy_book_sources, run_cli, shared_folder
 
 from mrsisr.study.book import build_book
 from mrsisr.study.cache import current
+
+pytestmark = pytest.mark.slow  # started first on the xdist workers (conftest.py)
 
 
 def test_ci_profile_runs_every_stage_on_real_brats_cases_and_builds_its_book(tmp_path):

@@ -28,6 +28,8 @@ from mrsisr.study import cache
 from mrsisr.study.atomic import save_npy, save_text
 from mrsisr.study.profiles import load_profile, stage_parameters
 
+pytestmark = pytest.mark.slow  # started first on the xdist workers (conftest.py)
+
 SPLIT_SUBJECTS = {"train": 3, "val": 1, "test": 3}
 LESION_MM2 = (0.0, 150.0, 600.0)  # per subject of a split: no lesion, a small and a large one
 

@@ -32,9 +32,9 @@ def test_the_card_summarises_an_evaluation_table_as_the_stage_writes_it():
                      "mse": 10 ** (-psnr / 10), "rmse": 10 ** (-psnr / 20), "psnr": psnr, "psnr_range": psnr,
                      "psnr_authors": psnr, "ssim": 0.8, "ssim_authors": 0.8, "lpips": 0.2}
                 )  # fmt: skip
-    table = summary_table(pd.DataFrame(rows)).set_index("method")
+    table = summary_table(pd.DataFrame(rows))
     summary = _script().summarise_test_metrics(table)
     assert set(summary) == {"model", "spline"}
     assert summary["model"]["n_maps"] == 8 and summary["model"]["n_subjects"] == 4
-    assert summary["model"]["psnr"] == table.loc["model", "psnr_mean"]
+    assert summary["model"]["psnr"] == table.set_index("method").loc["model", "psnr_mean"]
     assert set(summary["spline"]) == {"mse", "psnr", "ssim", "lpips", "n_maps", "n_subjects"}

@@ -29,7 +29,7 @@ from mrsisr.study import cache
 from mrsisr.study.atomic import save_json, save_npz, save_text
 
 STAGE = get_stage("segmentation")
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: three HMRF iterations instead of five
 TISSUE_COLUMNS = ("gm", "wm", "csf")
 PR_SET_PDEATHSIG = 1
 
