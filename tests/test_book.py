@@ -20,7 +20,14 @@ import pytest
 from bs4 import BeautifulSoup
 
 from mrsisr.stages import STAGES, get_stage
-from mrsisr.study.book import check_consistency, check_executed, find_raw_reprs, tag_for_display
+from mrsisr.study.book import (
+    check_consistency,
+    check_executed,
+    find_raw_reprs,
+    public_url,
+    source_sentence,
+    tag_for_display,
+)
 from mrsisr.study.cache import current, publish, stage_output
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -122,11 +129,40 @@ def test_raw_reprs_are_found(tmp_path):
     assert find_raw_reprs(tmp_path) == ["bad.html: &lt;Figure size"]
 
 
+def test_a_remote_becomes_its_web_address_and_a_local_one_none():
+    assert public_url("git@github.com:owner/mrsisr.git\n") == "https://github.com/owner/mrsisr"
+    assert public_url("https://user:token@gitlab.com/group/mrsisr.git") == "https://gitlab.com/group/mrsisr"
+    assert public_url("ssh://git@github.com/owner/mrsisr") == "https://github.com/owner/mrsisr"
+    for local in ("/work/main", "file:///work/main", "../main", ""):
+        assert public_url(local) is None
+
+
+def test_the_source_sentence_names_the_commit_and_the_remote(tmp_path):
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "a.txt").write_text("a")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert source_sentence(repo) == (
+        f"Source: commit `{commit}` of a checkout without a public remote (`git remote get-url origin` names none)."
+    )
+    subprocess.run([*git, "remote", "add", "origin", "git@github.com:owner/mrsisr.git"], check=True)
+    assert source_sentence(repo).endswith("of [https://github.com/owner/mrsisr](https://github.com/owner/mrsisr).")
+    assert source_sentence(tmp_path / "not-a-checkout") == "Source: not a git checkout, so no commit is recorded."
+
+
 # --- the book of the session's ci run ------------------------------------------------------------
 
 
 def _pages(html_dir: Path) -> list[Path]:
     return sorted(p for p in html_dir.rglob("*.html") if "_static" not in p.parts)
+
+
+def test_the_reproducibility_page_names_the_commit_the_book_was_built_from(ci_book):
+    text = BeautifulSoup((ci_book / "book" / "reproducibility.html").read_text(encoding="utf-8"), "html.parser").text
+    assert "Source: commit" in text or "Source: not a git checkout" in text
 
 
 def test_no_page_shows_a_raw_object_repr(ci_book):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 
+from mrsisr.mrsi.sidecar import git_commit
 from mrsisr.stages import STAGES, Stage
 from mrsisr.study.atomic import atomic_path, save_text
 from mrsisr.study.cache import current, read_json
@@ -113,9 +114,47 @@ def tag_for_display(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
+def public_url(remote: str) -> str | None:
+    """The web address of a git remote (``https://host/owner/repo``), or None for a local path or file URL.
+
+    ``git@host:owner/repo.git`` and ``ssh://git@host/owner/repo`` become ``https://host/owner/repo``; user names,
+    passwords and a trailing ``.git`` are dropped.
+    """
+    remote = remote.strip()
+    scp = re.fullmatch(r"[\w.-]+@([\w.-]+):(?!/)(.+)", remote)
+    if scp:
+        host, path = scp.groups()
+    else:
+        url = re.fullmatch(r"(?:https?|ssh|git)://(?:[^@/]+@)?([\w.-]+)(?::\d+)?/(.+)", remote)
+        if not url:
+            return None
+        host, path = url.groups()
+    return f"https://{host}/{path.removesuffix('/').removesuffix('.git')}"
+
+
+def source_sentence(folder: str | os.PathLike = REPO_ROOT) -> str:
+    """Where the code of this book comes from, in MyST: the checkout's commit and its public address (from
+    ``git remote get-url origin``), or why one is missing."""
+    commit = git_commit(folder)
+    if commit is None:
+        return "Source: not a git checkout, so no commit is recorded."
+    try:
+        remote = subprocess.run(
+            ["git", "-C", str(folder), "remote", "get-url", "origin"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        remote = ""
+    url = public_url(remote)
+    where = f"[{url}]({url})" if url else "a checkout without a public remote (`git remote get-url origin` names none)"
+    return f"Source: commit `{commit}` of {where}."
+
+
 def run_summary(record: dict) -> str:
-    """Return a MyST snippet describing the run: profile, each stage's overrides and time, machine, versions."""
+    """Return a MyST snippet describing the run: the source commit, profile, each stage's overrides and time,
+    machine, versions."""
     lines = [
+        source_sentence(),
+        "",
         f"Profile **{record['profile']}**.",
         "",
         "| stage | notebook | overrides (`--set`) | wall time (s) | finished (UTC) |",
