@@ -11,12 +11,12 @@ noise, other low-resolution simulations, guide misregistration, 8x upscaling and
 
 Each trained network has its own cache folder, ``runs/<profile>/beyond/variants/<key>/``, keyed by the
 variant, its seed, epochs and budget and the keys of the training and synthesis outputs: adding a variant
-trains only that one. With ``beyond_train_fraction`` below 1 every network trains on the same
-seeded share of the training maps (validation and test maps are never cut), so that the stage fits a short
-budget. A network of the study's own builder is trained in the study's ERB form (the training stage's
-recorded ``erb_form``). Incomplete variant folders that this run does not plan (left by killed runs with other
-settings) are removed when the stage runs; a planned network's incomplete folder is kept, and its training
-resumes from its checkpoints.
+trains only that one. With ``beyond_train_fraction`` below 1 every network trains on the same seeded share
+of the training maps and picks its best epoch on the same share of the validation maps (the test maps are
+never cut), so that the stage fits a short budget. A network of the study's own builder is trained in the
+study's ERB form (the training stage's recorded ``erb_form``). Incomplete variant folders that this run does
+not plan (left by killed runs with other settings) are removed when the stage runs; a planned network's
+incomplete folder is kept, and its training resumes from its checkpoints.
 
 When the evaluation stage scored real anatomy (its ``real_eval_root``), every trained network is also scored
 on those maps, with the real FLAIR as guide. The evaluation stage keeps only its scores, not the maps, so the
@@ -62,7 +62,7 @@ from mrsisr.study.profiles import stage_parameters
 
 STAGE = get_stage("beyond")
 CACHE_VERSION = 2  # 2: run_metrics.csv has a split column and real-anatomy rows; stress by tumour size
-VARIANT_CACHE_VERSION = 1
+VARIANT_CACHE_VERSION = 2  # 2: the validation maps are cut to beyond_train_fraction too
 VARIANT_FOLDER = "beyond/variants"
 REAL_FOLDER = "beyond/real"
 REAL_CACHE_VERSION = 1
@@ -195,9 +195,10 @@ def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) ->
 
 
 def training_subset(n_maps: int, fraction: float, seed: int) -> np.ndarray:
-    """The sorted indices of the training maps every network of the stage trains on: a seeded share of them.
+    """The sorted indices of the training (or validation) maps every network of the stage uses: a seeded share.
 
-    The subset depends on the study's seed only, so every network and every seed of ``main`` sees the same maps.
+    The subset depends on the study's seed and the number of maps only, so every network and every seed of
+    ``main`` sees the same maps.
     """
     count = max(1, round(fraction * n_maps))
     return np.sort(np.random.default_rng([seed, n_maps]).permutation(n_maps)[:count])
@@ -296,7 +297,7 @@ def train_variant(
     splits = {}
     for split in ("train", "val", "test"):
         lr, guide, hr, meta = load_split(synthesis.path, split)
-        if split == "train":
+        if split != "test":  # the same seeded share of the training and of the validation maps
             rows = training_subset(len(lr), params.beyond_train_fraction, params.seed)
             lr, guide, hr, meta = lr[rows], guide[rows], hr[rows], meta.iloc[rows]
         splits[split] = (lr, guide if spec.guided else None, hr, meta)
