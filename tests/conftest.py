@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 
@@ -49,6 +50,25 @@ def smooth_maps(n: int, seed: int, size: int = 128, sigma: float = 6.0) -> tuple
     hr = (hr - hr.min(axis=(1, 2), keepdims=True)) / np.ptp(hr, axis=(1, 2), keepdims=True)
     lr = hr.reshape(n, size // 4, 4, size // 4, 4).mean(axis=(2, 4))
     return lr.astype(np.float32), (1.0 - hr).astype(np.float32), hr.astype(np.float32)
+
+
+def evaluation_summary(offsets: dict[str, float], n_subjects: int, n_kinds: int = 2, seed: int = 0):
+    """An evaluation summary (``table2.csv``) of per-map scores: per method, ``n_subjects`` x ``n_kinds`` maps with
+    PSNR about 25 dB + the method's offset, SSIM 0.8 + offset / 100 and LPIPS 0.2 - offset / 100."""
+    from mrsisr.scoring.tables import summary_table
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for method, offset in offsets.items():
+        for subject in range(n_subjects):
+            for kind in range(n_kinds):
+                psnr = 25 + offset + rng.normal()
+                rows.append(
+                    {"method": method, "subject": f"s{subject}", "kind": f"k{kind}", "slice": 1, "grade": "HGG",
+                     "mse": 10 ** (-psnr / 10), "rmse": 10 ** (-psnr / 20), "psnr": psnr, "psnr_range": psnr,
+                     "psnr_authors": psnr, "ssim": 0.8 + offset / 100, "ssim_authors": 0.8, "lpips": 0.2 - offset / 100}
+                )  # fmt: skip
+    return summary_table(pd.DataFrame(rows))
 
 
 def write_notebook(path: Path, *cells: str) -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
+from conftest import evaluation_summary
 
 from mrsisr.scoring.map_settings import (
     SETTING_FIELDS,
@@ -17,7 +17,6 @@ from mrsisr.scoring.map_settings import (
     method_scores,
     setting_comparison,
 )
-from mrsisr.scoring.tables import summary_table
 from mrsisr.study.profiles import load_profile
 
 PHYSICAL = {"slice_thickness_mm": 10.0, "tissue_model": "partial_volume", "fov_mm": 220.0}
@@ -25,18 +24,7 @@ PHYSICAL = {"slice_thickness_mm": 10.0, "tissue_model": "partial_volume", "fov_m
 
 def _summary(offsets: dict[str, float], seed: int = 0) -> pd.DataFrame:
     """An evaluation summary (table2.csv) of 3 subjects x 2 kinds per method, PSNR about 25 dB + offset."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for method, offset in offsets.items():
-        for subject in range(3):
-            for kind in range(2):
-                psnr = 25 + offset + rng.normal()
-                rows.append(
-                    {"method": method, "subject": f"s{subject}", "kind": f"k{kind}", "slice": 1, "grade": "HGG",
-                     "mse": 10 ** (-psnr / 10), "rmse": 10 ** (-psnr / 20), "psnr": psnr, "psnr_range": psnr,
-                     "psnr_authors": psnr, "ssim": 0.8 + offset / 100, "ssim_authors": 0.8, "lpips": 0.2 - offset / 100}
-                )  # fmt: skip
-    return summary_table(pd.DataFrame(rows))
+    return evaluation_summary(offsets, n_subjects=3, seed=seed)
 
 
 def test_the_demo_setting_and_the_physical_one_read_as_words():

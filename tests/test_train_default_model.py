@@ -5,10 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from mrsisr.scoring.tables import summary_table
+from conftest import evaluation_summary
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_default_model.py"
 
@@ -21,18 +18,7 @@ def _script():
 
 
 def test_the_card_summarises_an_evaluation_table_as_the_stage_writes_it():
-    rng = np.random.default_rng(0)
-    rows = []
-    for method, offset in (("model", 3.0), ("spline", 0.0), ("nearest", -2.0)):
-        for subject in range(4):
-            for kind in range(2):
-                psnr = 25 + offset + rng.normal()
-                rows.append(
-                    {"method": method, "subject": f"s{subject}", "kind": f"k{kind}", "slice": 1, "grade": "HGG",
-                     "mse": 10 ** (-psnr / 10), "rmse": 10 ** (-psnr / 20), "psnr": psnr, "psnr_range": psnr,
-                     "psnr_authors": psnr, "ssim": 0.8, "ssim_authors": 0.8, "lpips": 0.2}
-                )  # fmt: skip
-    table = summary_table(pd.DataFrame(rows))
+    table = evaluation_summary({"model": 3.0, "spline": 0.0, "nearest": -2.0}, n_subjects=4)
     summary = _script().summarise_test_metrics(table)
     assert set(summary) == {"model", "spline"}
     assert summary["model"]["n_maps"] == 8 and summary["model"]["n_subjects"] == 4
