@@ -9,7 +9,8 @@ writes ``mrsisr/data/setting_run.json``: the map setting, the test scores of the
 nearest neighbour (:func:`mrsisr.scoring.map_settings.method_scores`), the training summary, the command
 (without the local ``--runs-root``), the profile and every parameter, the date, the git commit (``-dirty``
 with changes), the library versions and the stage keys. Notebook 04 shows that record beside its own run and
-names where it came from. Example (about 17 minutes on 2 cores, the segmentation reused from ``make book``):
+names where it came from. Example (about 13 minutes on a quiet 2-core machine, the segmentation reused from
+``make book``):
 
     python scripts/record_setting_run.py --profile demo --set slice_thickness_mm=10 \\
         --set tissue_model=partial_volume --set fov_mm=220
@@ -26,9 +27,9 @@ import keras
 
 from mrsisr.mrsi.sidecar import git_commit
 from mrsisr.scoring.map_settings import SETTING_RECORD, map_setting, method_scores
-from mrsisr.stages import get_stage
+from mrsisr.stages import run_modules
 from mrsisr.study.atomic import save_json
-from mrsisr.study.profiles import load_profile, parse_overrides, stage_parameters
+from mrsisr.study.profiles import load_profile, parse_overrides
 from mrsisr.study.provenance import library_versions, recorded_command
 
 STAGES = ("segmentation", "synthesis", "training", "evaluation")
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC)
     commit = git_commit() or "not recorded (not run from a git checkout)"
     run_dir = Path(args.runs_root) / args.profile
-    results = {name: get_stage(name).module().run(run_dir, stage_parameters(name, params)) for name in STAGES}
+    results = run_modules(run_dir, params, STAGES)
     save_json(
         Path(args.out),
         {

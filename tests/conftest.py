@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
+from mrsisr.scoring.tables import summary_table
 from mrsisr.study.runner import REPO_ROOT
 
 INJECTED_DEFAULTS = "profile = 'demo'\nrun_dir = 'runs/demo'\nfigures_dir = 'figures'\n"
@@ -55,8 +56,6 @@ def smooth_maps(n: int, seed: int, size: int = 128, sigma: float = 6.0) -> tuple
 def evaluation_summary(offsets: dict[str, float], n_subjects: int, n_kinds: int = 2, seed: int = 0):
     """An evaluation summary (``table2.csv``) of per-map scores: per method, ``n_subjects`` x ``n_kinds`` maps with
     PSNR about 25 dB + the method's offset, SSIM 0.8 + offset / 100 and LPIPS 0.2 - offset / 100."""
-    from mrsisr.scoring.tables import summary_table
-
     rng = np.random.default_rng(seed)
     rows = []
     for method, offset in offsets.items():

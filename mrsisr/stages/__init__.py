@@ -14,6 +14,7 @@ stage's cached output and returns a result object holding everything its noteboo
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
@@ -105,3 +106,12 @@ def downstream_of(name: str) -> list[Stage]:
         if reached.intersection(stage.upstream):
             reached.add(stage.name)
     return [stage for stage in STAGES if stage.name in reached - {name}]
+
+
+def run_modules(run_dir: str | os.PathLike, params: dict, names: Iterable[str]) -> dict:
+    """Run the named stages' modules in order, without their notebooks, each with its share of ``params`` (every
+    parameter of a profile, as :func:`mrsisr.study.profiles.load_profile` returns them); return their results
+    by name. Cached outputs are reused, as in ``mrsisr run``."""
+    from mrsisr.study.profiles import stage_parameters
+
+    return {name: get_stage(name).module().run(run_dir, stage_parameters(name, params)) for name in names}
