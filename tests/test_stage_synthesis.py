@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mrsisr.maps import synthesis as map_synthesis
 from mrsisr.maps.synthesis import KINDS
 from mrsisr.stages.synthesis import SPLITS, SynthesisResult, figure_maps, load_split, run, split_subjects
 from mrsisr.study import cache
@@ -127,6 +128,22 @@ def test_same_parameters_give_the_same_bytes_and_a_changed_one_a_new_folder(tmp_
     np.testing.assert_array_equal(load_split(changed.path, "test")[2], load_split(first.path, "test")[2])
     _fake_segmentation(tmp_path / "a", n=5)  # a new upstream output: a new folder for the same parameters
     assert run(tmp_path / "a", _params(), progress=False).output.path not in (first.path, changed.path)
+
+
+def test_an_edited_literature_value_makes_new_maps(tmp_path, monkeypatch):
+    _fake_segmentation(tmp_path)
+    first = run(tmp_path, _params(), progress=False).output
+    assert first.params["literature_values"]["concentrations"]["GM"]["tCr"]["range"] == [7.0, 8.0]
+    edited = map_synthesis.literature_values()
+    edited["concentrations"]["GM"]["tCr"] = {"mean": 6.7, "range": [6.4, 7.0], "source": "a reader's edit"}
+    monkeypatch.setattr(map_synthesis, "literature_values", lambda: edited)
+    second = run(tmp_path, _params(), progress=False).output
+    assert second.path != first.path  # not the old maps
+    (_, _, first_hr, meta), (_, _, second_hr, _) = (load_split(o.path, "test") for o in (first, second))
+    tcr = np.flatnonzero(meta["kind"].to_numpy() == "tCr")
+    assert not np.array_equal(first_hr[tcr], second_hr[tcr])  # the tCr maps follow the edited values
+    others = np.flatnonzero(meta["kind"].to_numpy() == "NAA")
+    np.testing.assert_array_equal(first_hr[others], second_hr[others])
 
 
 def test_split_subjects_counts():

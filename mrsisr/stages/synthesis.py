@@ -26,6 +26,7 @@ import pandas as pd
 from pydantic import BaseModel
 from tqdm import tqdm
 
+from mrsisr.maps import synthesis as map_synthesis
 from mrsisr.maps.calibration import calibrate_subjects, setting_label
 from mrsisr.maps.lowres import LOWRES_METHODS, make_lowres
 from mrsisr.maps.slices import (
@@ -260,6 +261,15 @@ def map_grid(params: Mapping[str, Any]) -> MapGrid:
     return MapGrid(params["map_size"], float(params["fov_mm"]), float(params["slice_thickness_mm"]))
 
 
+def keyed_values(params: BaseModel) -> dict[str, Any]:
+    """What the synthesis output is keyed by: the stage's parameters and the literature values of Table 1.
+
+    The values of ``mrsisr/data/metabolites.yaml`` are inputs like the parameters, so an edited value makes new
+    maps instead of reusing the old ones (its comments do not count: the parsed values do).
+    """
+    return params.model_dump() | {"literature_values": map_synthesis.literature_values()}
+
+
 def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) -> SynthesisResult:
     """Build (or reuse) the synthesis output of ``params`` from the current segmentation output, and publish it.
 
@@ -270,7 +280,7 @@ def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) ->
     progress : bool
         Show a progress bar.
     """
-    values = params.model_dump()
+    values = keyed_values(params)
     output = cache.open_stage(run_dir, STAGE, values, CACHE_VERSION)
     anatomy = cache.current(run_dir, "segmentation")
     if not output.complete:
