@@ -11,13 +11,15 @@ from conftest import evaluation_summary
 
 from mrsisr.scoring.map_settings import (
     SETTING_FIELDS,
+    describe_recipe_differences,
     describe_setting,
     load_setting_record,
     map_setting,
     method_scores,
+    recipe_differences,
     setting_comparison,
 )
-from mrsisr.study.profiles import load_profile
+from mrsisr.study.profiles import load_profile, stage_parameters
 
 PHYSICAL = {"slice_thickness_mm": 10.0, "tissue_model": "partial_volume", "fov_mm": 220.0}
 
@@ -77,3 +79,14 @@ def test_the_shipped_record_is_a_run_on_another_setting_than_the_demo_profile():
     assert record["setting"] != map_setting(load_profile("demo"))
     assert record["command"].startswith("python scripts/record_setting_run.py")
     assert {"model", "spline", "nearest"} == set(record["scores"]) and record["training"]["epochs_run"] >= 1
+
+
+def test_a_recorded_run_with_another_recipe_is_named_as_such():
+    recorded = load_profile("demo", PHYSICAL | {"time_budget_min": 0.0})
+    training = stage_parameters("training", load_profile("demo")).model_dump() | {"cache_version": 6}
+    assert recipe_differences(recorded, training) == {}
+    assert describe_recipe_differences({}).startswith("The separate run trained with this run's recipe")
+    changed = recipe_differences(recorded | {"batch_size": 24, "learning_rate": 2e-3}, training)
+    assert changed == {"batch_size": (24, training["batch_size"]), "learning_rate": (2e-3, training["learning_rate"])}
+    sentence = describe_recipe_differences(changed)
+    assert "another recipe" in sentence and f"batch_size: 24 there, {training['batch_size']} here" in sentence

@@ -26,6 +26,7 @@ COMPARED = ("model", "spline", "nearest")
 METRICS = ("psnr", "ssim", "lpips")
 RECORD_FIELDS = ("setting", "scores", "profile", "command", "training", "git_commit", "date_utc")
 METHOD_LABELS = {"nearest": "nearest neighbour", "spline": "cubic spline", "model": "network"}
+RECIPE_IGNORED = ("time_budget_min", "cache_version")  # the record reports the epochs a budget let it run
 LOWRES_NAMES = {"kspace": "k-space truncation", "hamming": "Hamming-windowed truncation", "block": "4 x 4 block means"}
 
 
@@ -75,6 +76,40 @@ def method_scores(
         | {"n_maps": int(table.loc[method, "n_maps"]), "n_subjects": int(table.loc[method, "n_subjects"])}
         for method in methods
     }
+
+
+def recipe_differences(
+    recorded: Mapping[str, Any], training: Mapping[str, Any], ignored: tuple[str, ...] = RECIPE_IGNORED
+) -> dict[str, tuple[Any, Any]]:
+    """The training parameters of this run that a recorded run had at another value.
+
+    Parameters
+    ----------
+    recorded : mapping
+        The recorded run's parameters (its record's ``parameters``: every parameter of its profile).
+    training : mapping
+        This run's training parameters (``cache.current(run_dir, "training").params``).
+    ignored : tuple of str
+        Names left out: the time budget (the record reports the epochs it ran) and the cache version.
+
+    Returns
+    -------
+    dict
+        ``name -> (recorded value, this run's value)``, empty when the two runs trained with the same recipe.
+    """
+    return {
+        name: (recorded.get(name), value)
+        for name, value in training.items()
+        if name not in ignored and recorded.get(name) != value
+    }
+
+
+def describe_recipe_differences(differences: Mapping[str, tuple[Any, Any]]) -> str:
+    """One sentence on whether a recorded run trained with this run's recipe, naming every difference."""
+    if not differences:
+        return "The separate run trained with this run's recipe (every training parameter but the time budget)."
+    listed = "; ".join(f"{name}: {old} there, {new} here" for name, (old, new) in differences.items())
+    return f"The separate run trained with another recipe, so its rows differ by more than the maps ({listed})."
 
 
 def load_setting_record(path: str | Path = SETTING_RECORD) -> dict[str, Any] | None:
