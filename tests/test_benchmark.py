@@ -47,6 +47,10 @@ def test_a_tiny_benchmark_writes_every_recipe_and_the_ratios(tmp_path):
     new = results["recipes"][benchmark_model.NEW_RECIPE]
     expected = new["training_maps_per_s"] / baseline["training_maps_per_s"]
     assert results["training_speedup"] == expected and new["changes"]["erb_form"] == "compact"
+    # the baseline keeps issue 15's ERBs whatever the profile trains with, and --set's batch; the recipe's own wins
+    base_params, new_params = baseline["training_parameters"], new["training_parameters"]
+    assert base_params["erb_form"] == "expanded" and base_params["batch_size"] == 4
+    assert new_params["batch_size"] == benchmark_model.RECIPES[benchmark_model.NEW_RECIPE]["batch_size"]
     assert output.with_suffix(".png").stat().st_size > 10_000
 
 
