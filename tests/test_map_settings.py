@@ -17,8 +17,10 @@ from mrsisr.scoring.map_settings import (
     map_setting,
     method_scores,
     recipe_differences,
+    recipe_note,
     setting_comparison,
 )
+from mrsisr.study import cache
 from mrsisr.study.profiles import load_profile, stage_parameters
 
 PHYSICAL = {"slice_thickness_mm": 10.0, "tissue_model": "partial_volume", "fov_mm": 220.0}
@@ -90,3 +92,14 @@ def test_a_recorded_run_with_another_recipe_is_named_as_such():
     assert changed == {"batch_size": (24, training["batch_size"]), "learning_rate": (2e-3, training["learning_rate"])}
     sentence = describe_recipe_differences(changed)
     assert "another recipe" in sentence and f"batch_size: 24 there, {training['batch_size']} here" in sentence
+
+
+def test_the_recipe_note_reads_the_runs_current_training(tmp_path):
+    training = stage_parameters("training", load_profile("demo")).model_dump()
+    output = cache.stage_output(tmp_path, "training", training | {"cache_version": 6})
+    output.mark_complete()
+    cache.publish(tmp_path, output)
+    record = {"parameters": load_profile("demo", PHYSICAL | {"time_budget_min": 0.0})}
+    assert recipe_note(record, tmp_path) == describe_recipe_differences({})
+    record["parameters"] = record["parameters"] | {"guided": False}
+    assert "guided: False there, True here" in recipe_note(record, tmp_path)

@@ -112,6 +112,12 @@ def describe_recipe_differences(differences: Mapping[str, tuple[Any, Any]]) -> s
     return f"The separate run trained with another recipe, so its rows differ by more than the maps ({listed})."
 
 
+def recipe_note(record: Mapping[str, Any], run_dir: str | Path) -> str:
+    """Whether a recorded run trained with the recipe of the run in ``run_dir`` (its current training output)."""
+    training = cache.current(run_dir, "training").params
+    return describe_recipe_differences(recipe_differences(record["parameters"], training))
+
+
 def load_setting_record(path: str | Path = SETTING_RECORD) -> dict[str, Any] | None:
     """The shipped record of the run on the other map setting, or None when there is none.
 
