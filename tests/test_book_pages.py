@@ -11,7 +11,8 @@ left in the prose of ``book/*.md`` after the following is removed counts as type
   ``reproducibility.md`` (against ``profiles.yaml``) and Table 1 of ``methods.md`` (against
   ``metabolites.yaml``);
 - quotations of the paper: a sentence that names the paper (``paper``) or its authors (``authors'``), and
-  a table cell under a column headed ``paper``;
+  a table cell under a column headed ``paper``; and quotations of the literature: a sentence that cites its
+  source (a ``{cite:...}`` role);
 - numbers that are not results: years (1900-2099), matrix and kernel sizes written ``N x N``, two-digit
   notebook numbers (``01``), numbers after ``Figure``/``Table``/``notebook``, and the method facts of
   :data:`ALLOWED` (each a deliberate entry: a field strength, a unit range, a test threshold, ...).
@@ -53,7 +54,7 @@ ALLOWED = (
 )
 REFERENCE_WORDS = r"(?:Figures?|Tables?|notebooks?|Section)"
 NUMBER = re.compile(r"(?<![\w.])[-+−]?\d+(?:[.,]\d+)*(?:e-?\d+)?%?(?![\w])")
-ATTRIBUTION = re.compile(r"\bpaper|\bauthors'", re.IGNORECASE)
+ATTRIBUTION = re.compile(r"\bpaper|\bauthors'|\[cited\]", re.IGNORECASE)
 VERIFIED_TABLES = {"reproducibility.md": "(profile-table)=", "methods.md": "(table1)="}
 
 
@@ -79,6 +80,7 @@ def _strip_non_prose(text: str) -> str:
     prose = "\n".join(kept)
     prose = re.sub(r"\$\$.*?\$\$", " ", prose, flags=re.S)
     prose = re.sub(r"\$[^$\n]+\$", " ", prose)
+    prose = re.sub(r"\{cite:\w+\}`[^`]*`", " [cited] ", prose)  # a citation attributes its sentence's numbers
     prose = re.sub(r"\{[\w:-]+\}`[^`]*`", " ", prose)
     prose = re.sub(r"`([^`]*)`", lambda m: " " if re.search(r"[A-Za-z=/]", m.group(1)) else m.group(1), prose)
     prose = re.sub(r"^\([\w-]+\)=\s*$", "", prose, flags=re.M)
@@ -156,6 +158,7 @@ def test_the_rule_catches_a_typed_result_and_spares_the_papers_values():
     assert typed_numbers("Our gain is `1.43` dB.")
     assert typed_numbers("| method | ours |\n|---|---|\n| model | 0.834 |\n")
     assert not typed_numbers("The paper reports 29.57 dB for its network and 23.28 dB for the spline.")
+    assert not typed_numbers("Grey matter holds 8.0-8.9 mM NAA {cite:p}`pouwels1997`.")
     assert not typed_numbers("| what | paper | ours |\n|---|---|---|\n| epochs | 100 | `epochs` |\n")
     assert not typed_numbers("We upscale 32 x 32 maps to 128 x 128 (Figure 3, notebook 04, BraTS 2020).")
     assert not typed_numbers("It reached {glue:text}`executed/04_evaluation.ipynb::evaluation_psnr_model:.2f` dB.")
