@@ -27,12 +27,10 @@ import keras
 
 from mrsisr.mrsi.sidecar import git_commit
 from mrsisr.scoring.map_settings import SETTING_RECORD, map_setting, method_scores
-from mrsisr.stages import run_modules
+from mrsisr.stages import TRAINED_MODEL_STAGES, run_modules
 from mrsisr.study.atomic import save_json
 from mrsisr.study.profiles import load_profile, parse_overrides
 from mrsisr.study.provenance import library_versions, recorded_command
-
-STAGES = ("segmentation", "synthesis", "training", "evaluation")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC)
     commit = git_commit() or "not recorded (not run from a git checkout)"
     run_dir = Path(args.runs_root) / args.profile
-    results = run_modules(run_dir, params, STAGES)
+    results = run_modules(run_dir, params, TRAINED_MODEL_STAGES)
     save_json(
         Path(args.out),
         {

@@ -31,13 +31,12 @@ import pandas as pd
 from mrsisr.mrsi.sidecar import git_commit
 from mrsisr.network.packaged import DEFAULT_MODEL, DEFAULT_MODEL_CARD
 from mrsisr.scoring.map_settings import method_scores
-from mrsisr.stages import run_modules
+from mrsisr.stages import TRAINED_MODEL_STAGES, run_modules
 from mrsisr.study.atomic import atomic_path, file_sha256, save_json
 from mrsisr.study.profiles import load_profile, parse_overrides
 from mrsisr.study.provenance import library_versions, recorded_command
 
 REPORTED = ("mse", "psnr", "ssim", "lpips")
-STAGES = ("segmentation", "synthesis", "training", "evaluation")
 
 
 def summarise_test_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.runs_root) / args.profile
     started = datetime.datetime.now(datetime.UTC)
     commit = git_commit() or "not recorded (not run from a git checkout)"  # before the model file is replaced
-    results = run_modules(run_dir, params, STAGES)
+    results = run_modules(run_dir, params, TRAINED_MODEL_STAGES)
     trained = results["training"].output
     with atomic_path(DEFAULT_MODEL, suffix=".keras") as tmp:
         shutil.copyfile(trained.path / "model.keras", tmp)

@@ -108,6 +108,9 @@ def downstream_of(name: str) -> list[Stage]:
     return [stage for stage in STAGES if stage.name in reached - {name}]
 
 
+TRAINED_MODEL_STAGES = ("segmentation", "synthesis", "training", "evaluation")  # a network trained and scored
+
+
 def run_modules(run_dir: str | os.PathLike, params: dict, names: Iterable[str]) -> dict:
     """Run the named stages' modules in order, without their notebooks, each with its share of ``params`` (every
     parameter of a profile, as :func:`mrsisr.study.profiles.load_profile` returns them); return their results
