@@ -13,7 +13,12 @@ shared. Recorded per recipe:
 
 - ``training_maps_per_s``: maps (map-equivalents of patches: a 16 x 16 patch of a 32 x 32 map is 1/4) trained per
   second of training time;
-- ``inference_maps_per_s``: :func:`mrsisr.network.model.predict` on the test maps, best of three;
+- ``inference_maps_per_s`` and ``inference``: the recipe's way of upscaling the test maps (tiled to at least 256
+  maps), best of five timings taken after both trainings, alternating between the recipes so that both see the
+  same machine. The baseline predicts as the study did on issue 15's day (``keras.Model.predict`` of the
+  inference network, 32 maps per batch); the others with today's :func:`mrsisr.network.model.predict`
+  (``predict_on_batch``, :data:`mrsisr.network.model.PREDICT_BATCH` maps per batch). Both use today's
+  inference network, so the folds it gained since (HFAB BatchNorm, GDFN LayerNorm) count for neither;
 - ``final_test_psnr`` at the end of the budget, ``seconds_to_reference_psnr``: the training time at which the
   test PSNR first reached the baseline's final one (None if never), and the ``curve``.
 
@@ -36,13 +41,14 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import matplotlib
 import numpy as np
 
-from mrsisr.network.model import build_model, count_parameters, inference_network, predict
+from mrsisr.network.model import PREDICT_BATCH, build_model, count_parameters, inference_network, predict
 from mrsisr.network.train import EpochBatches, train
 from mrsisr.scoring.metrics import error_maps
 from mrsisr.stages.synthesis import load_split
@@ -65,7 +71,8 @@ RECIPES = {
 }
 NEW_RECIPE = "small_batch"  # the recipe measured against the baseline unless --recipe names another
 EVALUATIONS = 12  # test-set scorings per recipe, evenly over its training time
-PREDICT_BATCH = 32
+ISSUE_DAY_PREDICT_BATCH = 32  # maps per batch of the baseline's inference (keras.Model.predict)
+INFERENCE_ROUNDS = 5
 
 
 def forward_flops(model: keras.Model) -> int:
@@ -97,7 +104,7 @@ def _timed(function) -> float:
 def mean_test_psnr(model: keras.Model, test: tuple[np.ndarray, np.ndarray | None, np.ndarray]) -> float:
     """Mean over the test maps of the PSNR (data range 1) of the model's clipped upscaled maps."""
     lr, guide, hr = test
-    mse = np.mean(np.square(error_maps(predict(model, lr, guide, PREDICT_BATCH), hr)), axis=(1, 2))
+    mse = np.mean(np.square(error_maps(predict(model, lr, guide), hr)), axis=(1, 2))
     return float(np.mean(-10 * np.log10(mse)))
 
 
@@ -206,23 +213,47 @@ def run_recipe(name: str, changes: dict, profile: str, data: dict, minutes: floa
     else:
         clock.score()  # every epoch done before the budget
     final = clock.curve[-1]
-    lr, guide, _ = data["test"]
-    repeats = -(-256 // len(lr))  # at least 256 maps per timing
-    lr, guide = np.concatenate([lr] * repeats), None if guide is None else np.concatenate([guide] * repeats)
-    predict(clock.model, lr[:PREDICT_BATCH], None if guide is None else guide[:PREDICT_BATCH])  # warm-up
-    inference = len(lr) / min(_timed(lambda: predict(clock.model, lr, guide, PREDICT_BATCH)) for _ in range(3))
     return {
         "changes": changes,
         "training_parameters": params.model_dump(),
         "training_maps_per_s": final["maps"] / final["seconds"],
         "training_maps_per_cpu_s": final["maps"] / final["cpu_seconds"],
-        "inference_maps_per_s": inference,
         "final_test_psnr": final["test_psnr"],
         "training_seconds": final["seconds"],
         "forward_gflop_per_map": forward_flops(clock.model) / 1e9,  # the recipe's own training network
         "curve": clock.curve,
         "model": clock.model,
     }
+
+
+def issue_day_predict(model: keras.Model, lr: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
+    """Upscale as the study did on issue 15's day: ``keras.Model.predict`` of the inference network."""
+    network = inference_network(model, lr.shape[1:])
+    inputs = {"lr": lr[..., None]} | ({} if guide is None else {"guide": guide[..., None]})
+    return network.predict(inputs, batch_size=ISSUE_DAY_PREDICT_BATCH, verbose=0)[..., 0]
+
+
+def inference_way(recipe: str) -> tuple[str, Callable]:
+    """How recipe ``recipe`` upscales: a description and the function ``(model, lr, guide) -> sr``."""
+    if recipe == "baseline":
+        return f"keras.Model.predict, {ISSUE_DAY_PREDICT_BATCH} maps per batch (issue 15's day)", issue_day_predict
+    return f"mrsisr.network.model.predict, predict_on_batch, {PREDICT_BATCH} maps per batch", predict
+
+
+def inference_rates(models: dict[str, keras.Model], test: tuple) -> dict[str, float]:
+    """Maps per second of each recipe's way of upscaling, on its model: best of alternating timings."""
+    lr, guide, _ = test
+    repeats = -(-256 // len(lr))  # at least 256 maps per timing
+    lr, guide = np.concatenate([lr] * repeats), None if guide is None else np.concatenate([guide] * repeats)
+    ways = {name: inference_way(name)[1] for name in models}
+    for name, model in models.items():
+        ways[name](model, lr, guide)  # warm-up: traces every batch shape
+    best = dict.fromkeys(models, 0.0)
+    for _ in range(INFERENCE_ROUNDS):
+        for name, model in models.items():
+            seconds = _timed(lambda way=ways[name], model=model: way(model, lr, guide))
+            best[name] = max(best[name], len(lr) / seconds)
+    return best
 
 
 def seconds_to(curve: list[dict], psnr: float, key: str = "seconds") -> float | None:
@@ -261,8 +292,11 @@ def run_benchmark(
         for name in ("baseline", new_recipe):
             recipe_changes = changes | RECIPES["baseline"] | RECIPES[name]  # each recipe changes the baseline
             recipes[name] = run_recipe(name, recipe_changes, profile, data, minutes, Path(folder))
-    model = recipes[new_recipe].pop("model")
-    recipes["baseline"].pop("model")
+    models = {name: recipe.pop("model") for name, recipe in recipes.items()}
+    for name, rate in inference_rates(models, data["test"]).items():
+        recipes[name]["inference"] = inference_way(name)[0]
+        recipes[name]["inference_maps_per_s"] = rate
+    model = models[new_recipe]
     reference = recipes["baseline"]["final_test_psnr"]
     for recipe in recipes.values():
         recipe["seconds_to_reference_psnr"] = seconds_to(recipe["curve"], reference)

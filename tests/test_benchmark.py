@@ -51,6 +51,9 @@ def test_a_tiny_benchmark_writes_every_recipe_and_the_ratios(tmp_path):
     base_params, new_params = baseline["training_parameters"], new["training_parameters"]
     assert base_params["erb_form"] == "expanded" and base_params["batch_size"] == 4
     assert new_params["batch_size"] == benchmark_model.RECIPES[benchmark_model.NEW_RECIPE]["batch_size"]
+    # each recipe upscales its own way: the baseline as on issue 15's day, the new one with today's predict
+    assert baseline["inference"].startswith("keras.Model.predict") and new["inference"].startswith("mrsisr.network")
+    assert results["inference_speedup"] == new["inference_maps_per_s"] / baseline["inference_maps_per_s"]
     assert output.with_suffix(".png").stat().st_size > 10_000
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mrsisr.maps.kspace import fourier_resample
-from mrsisr.network.layers import ERB, HFAB, KSpaceUpsample
+from mrsisr.network.layers import ERB, GDFN, HFAB, KSpaceUpsample
 from mrsisr.network.model import build_model, count_parameters, inference_network, load_model, predict
 from mrsisr.network.packaged import DEFAULT_MODEL
 
@@ -61,11 +61,16 @@ def test_default_build_is_the_architecture_of_the_packaged_model():
 def _comparable(config):
     """``config`` without what changed since the packaged model was saved, the architecture unchanged.
 
-    The layers' "module" moved, and ERB/HFAB gained ``compact`` (default False, the form the packaged model has).
+    The layers' "module" moved, ERB/HFAB gained ``compact`` and GDFN ``fused`` (default False, the form the
+    packaged model has: training forms, as every saved model).
     """
     if isinstance(config, dict):
         later = {"module", "compact"}
-        return {key: _comparable(value) for key, value in config.items() if key not in later}
+        return {
+            key: _comparable(value)
+            for key, value in config.items()
+            if key not in later and not (key == "fused" and value is False)
+        }
     return [_comparable(value) for value in config] if isinstance(config, list) else config
 
 
@@ -192,6 +197,22 @@ def test_inference_network_fuses_every_erb_and_follows_later_training(tiny_with_
         assert np.abs(predict(tiny_with_tail, lr, guide) - before).max() > 1e-4
     finally:
         head.kernel.assign(original)
+
+
+def test_inference_form_folds_normalisations_exactly():
+    """The HFABs' last BatchNorm (moving statistics) and the GDFNs' LayerNorm affine fold without changing outputs."""
+    model = build_model(**TINY)
+    rng = np.random.default_rng(3)
+    for weight in model.weights:  # trained-looking statistics and affine parameters, not the initial ones
+        if any(part in weight.path for part in ("bn_", "ln/", "tail_conv")):
+            base = 1.0 if weight.name in ("gamma", "moving_variance") else 0.0
+            weight.assign(np.abs(rng.normal(base, 0.3, weight.shape)).astype(np.float32) + base)
+    network = inference_network(model, (32, 32))
+    assert all(not hasattr(layer, "norm_out") for layer in network.layers if isinstance(layer, HFAB))
+    assert all(layer.fused and not layer.norm.scale for layer in network.layers if isinstance(layer, GDFN))
+    lr, guide = _maps(3, 32, 32, seed=9)
+    eager = keras.ops.convert_to_numpy(model({"lr": lr[..., None], "guide": guide[..., None]}, training=False))
+    np.testing.assert_allclose(predict(model, lr, guide), eager[..., 0], atol=2e-5 * np.abs(eager).max())
 
 
 def test_compact_erbs_train_the_convolution_the_expanded_form_fuses_to(tmp_path):

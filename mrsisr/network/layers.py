@@ -154,7 +154,9 @@ def _with_identity(kernel: np.ndarray) -> np.ndarray:
 class HFAB(layers.Layer):
     """FMEN's high-frequency attention branch: a sigmoid mask, computed at ``mid_channels``, times the input.
 
-    ``fused=True`` puts its ERB in the inference form, ``compact=True`` in the compact training form (:class:`ERB`).
+    ``fused=True`` is the inference form: its ERB fused (:class:`ERB`) and the last BatchNorm folded into the
+    ``excite`` convolution before it (:func:`fold_batchnorm`). ``compact=True`` puts its ERB in the compact
+    training form.
     """
 
     def __init__(self, channels: int, mid_channels: int, fused: bool = False, compact: bool = False, **kwargs):
@@ -166,7 +168,8 @@ class HFAB(layers.Layer):
         self.erb = ERB(self.mid_channels, fused=self.fused, compact=self.compact, name="erb", dtype=self.dtype_policy)
         self.norm_mid = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_mid", dtype=self.dtype_policy)
         self.excite = layers.Conv2D(self.channels, 3, padding="same", name="excite", dtype=self.dtype_policy)
-        self.norm_out = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_out", dtype=self.dtype_policy)
+        if not self.fused:  # the inference form folds this BatchNorm into ``excite`` (:func:`fold_batchnorm`)
+            self.norm_out = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_out", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         mid = (*input_shape[:-1], self.mid_channels)
@@ -175,12 +178,15 @@ class HFAB(layers.Layer):
         self.erb.build(mid)
         self.norm_mid.build(mid)
         self.excite.build(mid)
-        self.norm_out.build(input_shape)
+        if not self.fused:
+            self.norm_out.build(input_shape)
 
     def call(self, x, training=None):
         a = ops.leaky_relu(self.squeeze(self.norm_in(x, training=training)), LEAKY_SLOPE)
         a = self.norm_mid(ops.leaky_relu(self.erb(a), LEAKY_SLOPE), training=training)
-        a = self.norm_out(self.excite(a), training=training)
+        a = self.excite(a)
+        if not self.fused:
+            a = self.norm_out(a, training=training)
         return x * ops.sigmoid(a)
 
     def get_config(self):
@@ -194,13 +200,20 @@ class HFAB(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class GDFN(layers.Layer):
-    """Restormer's gated depth-wise feed-forward network with its residual connection."""
+    """Restormer's gated depth-wise feed-forward network with its residual connection.
 
-    def __init__(self, channels: int, **kwargs):
+    ``fused=True`` is the inference form: the LayerNorm only normalises, its scale and offset folded into the
+    1x1 convolution after it (:func:`fold_layernorm`).
+    """
+
+    def __init__(self, channels: int, fused: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.channels = int(channels)
+        self.channels, self.fused = int(channels), bool(fused)
         self.hidden = int(GDFN_EXPANSION * self.channels)
-        self.norm = layers.LayerNormalization(epsilon=1e-6, name="ln", dtype=self.dtype_policy)
+        affine = not self.fused
+        self.norm = layers.LayerNormalization(
+            epsilon=1e-6, center=affine, scale=affine, name="ln", dtype=self.dtype_policy
+        )
         self.project_in = layers.Conv2D(2 * self.hidden, 1, name="project_in", dtype=self.dtype_policy)
         self.depthwise = layers.DepthwiseConv2D(3, padding="same", name="dwconv", dtype=self.dtype_policy)
         self.project_out = layers.Conv2D(self.channels, 1, name="project_out", dtype=self.dtype_policy)
@@ -217,7 +230,22 @@ class GDFN(layers.Layer):
         return x + self.project_out(ops.gelu(gate, approximate=True) * value)
 
     def get_config(self):
-        return super().get_config() | {"channels": self.channels}
+        return super().get_config() | {"channels": self.channels, "fused": self.fused}
+
+
+def fold_batchnorm(conv: layers.Conv2D, norm: layers.BatchNormalization) -> list[np.ndarray]:
+    """Kernel and bias of the convolution that equals ``norm(conv(x))`` at inference (moving statistics)."""
+    kernel, bias = (ops.convert_to_numpy(w) for w in (conv.kernel, conv.bias))
+    gamma, beta, mean, variance = (ops.convert_to_numpy(w) for w in norm.get_weights())
+    scale = gamma / np.sqrt(variance + norm.epsilon)
+    return [kernel * scale, (bias - mean) * scale + beta]
+
+
+def fold_layernorm(norm: layers.LayerNormalization, conv: layers.Conv2D) -> list[np.ndarray]:
+    """Kernel and bias of the 1x1 ``conv`` that equals ``conv(norm(x))`` after a LayerNorm without scale and offset."""
+    gamma, beta = (ops.convert_to_numpy(w) for w in (norm.gamma, norm.beta))
+    kernel, bias = (ops.convert_to_numpy(w) for w in (conv.kernel, conv.bias))
+    return [kernel * gamma[:, None], bias + beta @ kernel[0, 0]]
 
 
 @functools.lru_cache(maxsize=16)

@@ -37,7 +37,17 @@ import keras
 import numpy as np
 from keras import layers
 
-from mrsisr.network.layers import ERB, GDFN, HFAB, LEAKY_SLOPE, DepthToSpace, KSpaceUpsample, SpaceToDepth
+from mrsisr.network.layers import (
+    ERB,
+    GDFN,
+    HFAB,
+    LEAKY_SLOPE,
+    DepthToSpace,
+    KSpaceUpsample,
+    SpaceToDepth,
+    fold_batchnorm,
+    fold_layernorm,
+)
 
 FACTOR = 4
 LR_SIZE = 32
@@ -50,6 +60,7 @@ GUIDE_ENTRIES = ("space_to_depth", "strided_conv")
 ERB_FORMS = ("expanded", "compact")
 
 _INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+PREDICT_BATCH = 16  # maps per forward pass of predict (batch_size); measured in benchmarks/benchmark_model.py
 
 
 def disable_tensorflow_remapper() -> None:
@@ -271,9 +282,11 @@ def inference_network(model: keras.Model, lr_shape: tuple[int, int]) -> keras.Mo
 
     The inference form is FMEN's re-parameterisation: every ERB (those of the trunk and those inside the
     HFABs) becomes the single 3x3 convolution it equals (:meth:`mrsisr.network.layers.ERB.fused_kernel`), which
-    cuts the forward pass's arithmetic by more than half; the outputs agree with ``model``'s to float32
-    rounding. The architecture is built once per ``(model, lr_shape)`` and cached; the weights are copied
-    from ``model`` on every call, so a model trained further is never predicted with stale weights.
+    cuts the forward pass's arithmetic by more than half. Two more exact folds save element-wise passes: each
+    HFAB's last BatchNorm goes into the convolution before it, each GDFN's LayerNorm scale and offset into the
+    1x1 convolution after it. The outputs agree with ``model``'s to float32 rounding. The architecture is built
+    once per ``(model, lr_shape)`` and cached; the weights are copied from ``model`` on every call, so a model
+    trained further is never predicted with stale weights.
     """
     lr_shape = tuple(int(s) for s in lr_shape)
     cached = _INFERENCE.setdefault(model, {})
@@ -283,7 +296,7 @@ def inference_network(model: keras.Model, lr_shape: tuple[int, int]) -> keras.Mo
             if layer["class_name"] == "InputLayer":
                 scale = 1 if layer["config"]["name"] == "lr" else FACTOR
                 layer["config"]["batch_shape"] = [None, scale * lr_shape[0], scale * lr_shape[1], 1]
-            elif layer["class_name"] in ("ERB", "HFAB"):
+            elif layer["class_name"] in ("ERB", "HFAB", "GDFN"):
                 layer["config"]["fused"] = True
         cached[lr_shape] = keras.Model.from_config(config)
     network = cached[lr_shape]
@@ -297,15 +310,26 @@ def _copy_fused_weights(source: keras.layers.Layer, target: keras.layers.Layer) 
     if isinstance(source, ERB):
         target.set_weights(list(source.fused_kernel()) if target.fused else source.get_weights())
     elif isinstance(source, HFAB):
-        for part in ("norm_in", "squeeze", "norm_mid", "excite", "norm_out"):
+        for part in ("norm_in", "squeeze", "norm_mid") + (() if target.fused else ("excite", "norm_out")):
             getattr(target, part).set_weights(getattr(source, part).get_weights())
+        if target.fused:
+            target.excite.set_weights(fold_batchnorm(source.excite, source.norm_out))
         _copy_fused_weights(source.erb, target.erb)
+    elif isinstance(source, GDFN) and target.fused:
+        target.project_in.set_weights(fold_layernorm(source.norm, source.project_in))
+        for part in ("depthwise", "project_out"):
+            getattr(target, part).set_weights(getattr(source, part).get_weights())
     else:
         target.set_weights(source.get_weights())
 
 
-def predict(model: keras.Model, lr: np.ndarray, guide: np.ndarray | None = None, batch_size: int = 32) -> np.ndarray:
-    """Upscale low-resolution maps x4 with ``model``.
+def predict(
+    model: keras.Model, lr: np.ndarray, guide: np.ndarray | None = None, batch_size: int = PREDICT_BATCH
+) -> np.ndarray:
+    """Upscale low-resolution maps x4 with ``model``, in its inference form (:func:`inference_network`).
+
+    Each batch is one call of the network's compiled forward pass (``predict_on_batch``), which spares the
+    input pipeline ``keras.Model.predict`` sets up on every call.
 
     Parameters
     ----------
@@ -325,4 +349,8 @@ def predict(model: keras.Model, lr: np.ndarray, guide: np.ndarray | None = None,
     lr, guide = _check_inputs(lr, guide, is_guided(model))
     network = inference_network(model, lr.shape[1:])
     inputs = {"lr": lr[..., None]} | ({} if guide is None else {"guide": guide[..., None]})
-    return network.predict(inputs, batch_size=batch_size, verbose=0)[..., 0].astype(np.float32, copy=False)
+    batches = [
+        network.predict_on_batch({name: array[start : start + batch_size] for name, array in inputs.items()})
+        for start in range(0, len(lr), batch_size)
+    ]
+    return np.concatenate([np.asarray(batch) for batch in batches])[..., 0].astype(np.float32, copy=False)
