@@ -48,6 +48,7 @@ import keras
 import matplotlib
 import numpy as np
 
+from mrsisr.network.figures import plot_benchmark_curves
 from mrsisr.network.model import PREDICT_BATCH, build_model, count_parameters, inference_network, predict
 from mrsisr.network.train import EpochBatches, train
 from mrsisr.scoring.metrics import error_maps
@@ -335,19 +336,9 @@ def run_benchmark(
     return results
 
 
-def plot_curves(results: dict, path: Path) -> None:
-    """Save the test PSNR against training seconds of every recipe, with the reference PSNR, to ``path``."""
-    figure, axes = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-    for name, recipe in results["recipes"].items():
-        curve = recipe["curve"]
-        axes.plot([p["seconds"] for p in curve], [p["test_psnr"] for p in curve], marker="o", label=name)
-    axes.axhline(results["reference_psnr"], color="grey", linestyle="--", label="baseline's final PSNR")
-    axes.set(
-        xlabel="training seconds (wall clock, validation included)",
-        ylabel="mean test PSNR (dB)",
-        title=f"{results['profile']} data, {results['machine']['cpu']}, {results['machine']['cores']} cores",
-    )
-    axes.legend()
+def save_curves(results: dict, path: Path) -> None:
+    """Save the figure of test PSNR against training seconds (:func:`plot_benchmark_curves`) to ``path``."""
+    figure = plot_benchmark_curves(results)
     with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, dpi=120)
     plt.close(figure)
@@ -381,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_dir, args.minutes, args.profile, parse_overrides(args.set), args.max_maps, args.step_profile, args.recipe
     )
     save_json(args.output, results)
-    plot_curves(results, args.output.with_suffix(".png"))
+    save_curves(results, args.output.with_suffix(".png"))
     for key in ("training_speedup", "inference_speedup", "time_to_quality_ratio", "training_fraction_of_matmul"):
         print(f"{key:32s} {results[key]}")
     for name, recipe in results["recipes"].items():

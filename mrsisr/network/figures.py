@@ -1,4 +1,5 @@
-"""Figures of notebook 03: the architecture drawn from a built model (the paper's Figure 2) and learning curves."""
+"""Figures of notebook 03: the architecture drawn from a built model (the paper's Figure 2), learning curves and
+the training-speed benchmark's test PSNR against training time."""
 
 from __future__ import annotations
 
@@ -165,4 +166,23 @@ def plot_learning_curves(history: pd.DataFrame) -> plt.Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=FONT_SIZE, which="both")
         ax.yaxis.get_offset_text().set_fontsize(FONT_SIZE)
+    return fig
+
+
+def plot_benchmark_curves(results: dict) -> plt.Figure:
+    """Plot each recipe's mean test PSNR against its training seconds, from ``benchmarks/benchmark_model.py``'s results.
+
+    The dashed line is the baseline's final PSNR, the quality the time-to-quality ratio measures against.
+    """
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.6, 3.2), layout="constrained")
+    for name, recipe in results["recipes"].items():
+        curve = recipe["curve"]
+        ax.plot([p["seconds"] for p in curve], [p["test_psnr"] for p in curve], "o-", ms=4, label=name)
+    ax.axhline(results["reference_psnr"], color="grey", linestyle="--", label="baseline's final PSNR")
+    ax.set_xlabel("training seconds (wall clock, validation included)", fontsize=FONT_SIZE)
+    ax.set_ylabel("mean test PSNR (dB)", fontsize=FONT_SIZE)
+    machine = results["machine"]
+    ax.set_title(f"{results['profile']} data, {machine['cpu']}, {machine['cores']} cores", fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=FONT_SIZE)
+    ax.legend(fontsize=FONT_SIZE)
     return fig
