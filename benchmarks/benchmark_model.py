@@ -54,7 +54,14 @@ import matplotlib
 import numpy as np
 
 from mrsisr.network.figures import plot_benchmark_curves
-from mrsisr.network.model import PREDICT_BATCH, build_model, count_parameters, inference_network, predict
+from mrsisr.network.model import (
+    PREDICT_BATCH,
+    build_model,
+    count_parameters,
+    inference_network,
+    model_inputs,
+    predict,
+)
 from mrsisr.network.train import EpochBatches, train
 from mrsisr.scoring.metrics import error_maps
 from mrsisr.stages.synthesis import load_split
@@ -235,8 +242,7 @@ def run_recipe(name: str, changes: dict, profile: str, data: dict, minutes: floa
 def issue_day_predict(model: keras.Model, lr: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
     """Upscale as the study did on issue 15's day: ``keras.Model.predict`` of the inference network."""
     network = inference_network(model, lr.shape[1:])
-    inputs = {"lr": lr[..., None]} | ({} if guide is None else {"guide": guide[..., None]})
-    return network.predict(inputs, batch_size=ISSUE_DAY_PREDICT_BATCH, verbose=0)[..., 0]
+    return network.predict(model_inputs(lr, guide), batch_size=ISSUE_DAY_PREDICT_BATCH, verbose=0)[..., 0]
 
 
 def inference_way(recipe: str) -> tuple[str, Callable]:

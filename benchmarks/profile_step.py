@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from mrsisr.network.layers import GDFN, HFAB, DepthToSpace, KSpaceUpsample, SpaceToDepth
-from mrsisr.network.model import build_model
-from mrsisr.network.train import EpochBatches, TrainConfig, compile_model, model_inputs
+from mrsisr.network.model import build_model, model_inputs
+from mrsisr.network.train import EpochBatches, TrainConfig, compile_model
 from mrsisr.stages.training import train_config
 from mrsisr.study.atomic import save_json
 from mrsisr.study.profiles import load_profile, stage_parameters

@@ -310,10 +310,13 @@ def _copy_fused_weights(source: keras.layers.Layer, target: keras.layers.Layer) 
     if isinstance(source, ERB):
         target.set_weights(list(source.fused_kernel()) if target.fused else source.get_weights())
     elif isinstance(source, HFAB):
-        for part in ("norm_in", "squeeze", "norm_mid") + (() if target.fused else ("excite", "norm_out")):
-            getattr(target, part).set_weights(getattr(source, part).get_weights())
-        if target.fused:
+        parts = ["norm_in", "squeeze", "norm_mid"]
+        if target.fused:  # its last BatchNorm lives in excite
             target.excite.set_weights(fold_batchnorm(source.excite, source.norm_out))
+        else:
+            parts += ["excite", "norm_out"]
+        for part in parts:
+            getattr(target, part).set_weights(getattr(source, part).get_weights())
         _copy_fused_weights(source.erb, target.erb)
     elif isinstance(source, GDFN) and target.fused:
         target.project_in.set_weights(fold_layernorm(source.norm, source.project_in))
@@ -321,6 +324,14 @@ def _copy_fused_weights(source: keras.layers.Layer, target: keras.layers.Layer) 
             getattr(target, part).set_weights(getattr(source, part).get_weights())
     else:
         target.set_weights(source.get_weights())
+
+
+def model_inputs(lr: np.ndarray, guide: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The input dictionary of the network for ``(N, h, w)`` arrays."""
+    inputs = {"lr": np.asarray(lr, np.float32)[..., None]}
+    if guide is not None:
+        inputs["guide"] = np.asarray(guide, np.float32)[..., None]
+    return inputs
 
 
 def predict(
@@ -348,7 +359,7 @@ def predict(
     """
     lr, guide = _check_inputs(lr, guide, is_guided(model))
     network = inference_network(model, lr.shape[1:])
-    inputs = {"lr": lr[..., None]} | ({} if guide is None else {"guide": guide[..., None]})
+    inputs = model_inputs(lr, guide)
     batches = [
         network.predict_on_batch({name: array[start : start + batch_size] for name, array in inputs.items()})
         for start in range(0, len(lr), batch_size)

@@ -30,6 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mrsisr.network.augment import augment_batch, centre_weights, crop_patches, drop_guides, perturb_guides
+from mrsisr.network.model import model_inputs
 from mrsisr.study.atomic import atomic_path, save_text
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -73,14 +74,6 @@ class TrainResult:
     history: pd.DataFrame
     stopped_by_budget: bool = False
     info: dict = field(default_factory=dict)
-
-
-def model_inputs(lr: np.ndarray, guide: np.ndarray | None) -> dict[str, np.ndarray]:
-    """The input dictionary of the network for ``(N, h, w)`` arrays."""
-    inputs = {"lr": np.asarray(lr, np.float32)[..., None]}
-    if guide is not None:
-        inputs["guide"] = np.asarray(guide, np.float32)[..., None]
-    return inputs
 
 
 class EpochBatches(keras.utils.PyDataset):
