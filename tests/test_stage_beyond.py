@@ -198,13 +198,13 @@ def test_no_variant_gives_empty_tables_and_a_figure_that_says_so(tmp_path):
     plt.close(plot_ablation(table, "ci"))
 
 
-def test_the_training_subset_is_seeded_shared_and_sized():
-    rows = beyond.training_subset(100, 0.25, seed=0)
+def test_the_seeded_subset_is_shared_and_sized():
+    rows = beyond.seeded_subset(100, 0.25, seed=0)
     assert len(rows) == 25 and np.all(np.diff(rows) > 0) and rows.max() < 100
-    np.testing.assert_array_equal(rows, beyond.training_subset(100, 0.25, seed=0))
-    assert not np.array_equal(rows, beyond.training_subset(100, 0.25, seed=1))
-    np.testing.assert_array_equal(beyond.training_subset(7, 1.0, seed=3), np.arange(7))
-    assert len(beyond.training_subset(3, 0.01, seed=0)) == 1
+    np.testing.assert_array_equal(rows, beyond.seeded_subset(100, 0.25, seed=0))
+    assert not np.array_equal(rows, beyond.seeded_subset(100, 0.25, seed=1))
+    np.testing.assert_array_equal(beyond.seeded_subset(7, 1.0, seed=3), np.arange(7))
+    assert len(beyond.seeded_subset(3, 0.01, seed=0)) == 1
 
 
 def test_stale_incomplete_variant_folders_are_removed_and_planned_ones_kept(ran, capsys):

@@ -194,8 +194,8 @@ def run(run_dir: str | os.PathLike, params: BaseModel, progress: bool = True) ->
     return read_result(output)
 
 
-def training_subset(n_maps: int, fraction: float, seed: int) -> np.ndarray:
-    """The sorted indices of the training (or validation) maps every network of the stage uses: a seeded share.
+def seeded_subset(n_maps: int, fraction: float, seed: int) -> np.ndarray:
+    """The sorted indices of a seeded share of ``n_maps`` maps (the stage's training, and validation, maps).
 
     The subset depends on the study's seed and the number of maps only, so every network and every seed of
     ``main`` sees the same maps.
@@ -298,7 +298,7 @@ def train_variant(
     for split in ("train", "val", "test"):
         lr, guide, hr, meta = load_split(synthesis.path, split)
         if split != "test":  # the same seeded share of the training and of the validation maps
-            rows = training_subset(len(lr), params.beyond_train_fraction, params.seed)
+            rows = seeded_subset(len(lr), params.beyond_train_fraction, params.seed)
             lr, guide, hr, meta = lr[rows], guide[rows], hr[rows], meta.iloc[rows]
         splits[split] = (lr, guide if spec.guided else None, hr, meta)
     result = train(
