@@ -1,4 +1,4 @@
-"""The ``mrsisr`` command: ``run`` the study, build the ``book``, ``upscale`` MRSI files."""
+"""The ``mrsisr`` command: ``run`` the study, build the ``book``, ``clean`` unused caches, ``upscale`` MRSI files."""
 
 from __future__ import annotations
 
@@ -45,6 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     book = sub.add_parser("book", help="build the Jupyter Book from an executed run")
     book.add_argument("--profile", default=DEFAULT_PROFILE)
     book.add_argument("--runs-root", default="runs")
+
+    clean = sub.add_parser(
+        "clean",
+        help="remove the cache folders of a run that its current outputs no longer use",
+        description="Remove the complete cache folders under runs/<profile>/ that no current output, page or "
+        "output they were built from uses (left by earlier parameter settings); incomplete folders stay, so a "
+        "killed training still resumes. Do not clean a profile while `mrsisr run` runs on it.",
+    )
+    clean.add_argument("--profile", default=DEFAULT_PROFILE)
+    clean.add_argument("--runs-root", default="runs")
+    clean.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
 
     upscale = sub.add_parser(
         "upscale",
@@ -114,6 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mrsisr.study.book import build_book
 
             build_book(profile=args.profile, runs_root=args.runs_root)
+        elif args.command == "clean":
+            from mrsisr.study.clean import clean_run, describe
+
+            report = clean_run(Path(args.runs_root) / args.profile, dry_run=args.dry_run)
+            print(describe(report, dry_run=args.dry_run))
         elif args.command == "upscale":
             _upscale(args, shlex.join(["mrsisr", *(sys.argv[1:] if argv is None else argv)]))
     except (ValueError, OSError, RuntimeError) as error:
