@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrsisr.study import cache
+from mrsisr.study.runner import RUN_RECORD
 
 #: A cache folder's name: the 16 hex characters of :func:`mrsisr.study.cache.stage_key`.
 KEY_PATTERN = re.compile(r"[0-9a-f]{16}")
-RUN_RECORD = "run.json"
 
 
 @dataclass(frozen=True)
