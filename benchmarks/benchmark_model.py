@@ -1,9 +1,9 @@
 """Benchmark training recipes of the network on a profile's data: throughput and test PSNR against training time.
 
 Each recipe is the profile's training parameters with a few changed (:data:`RECIPES`): ``baseline`` is the
-recipe of the day issue 15 was filed (FMEN's expanded ERBs, 24 maps per batch, the profile's schedule), the
-others change the baseline and name what they change; a run measures the baseline and one other (``--recipe``,
-default ``small_batch``, the demo profile's recipe). Both train, one after the other in the same run,
+recipe of the day issue 15 was filed (FMEN's expanded ERBs, 24 maps per batch at rate 2e-3, the profile's
+schedule), the others change the baseline and name what they change; a run measures the baseline and one other
+(``--recipe``, default ``small_batch``, the demo profile's recipe). Both train, one after the other in the same run,
 with :func:`mrsisr.network.train.train` on the synthesis output's train and validation maps for their epochs
 or ``--minutes`` of training time; every ``--minutes`` / 12 of training time the test maps are upscaled (the
 fused inference form) and their mean PSNR (data range 1, predictions clipped to [0, 1], as the study's ``psnr``)
