@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mrsisr.anatomy.phantom import make_phantom, make_tumour, render_flair, thick_slice_acquisition
+from mrsisr.anatomy.phantom import (
+    FlairMisregistration,
+    make_phantom,
+    make_tumour,
+    render_flair,
+    thick_slice_acquisition,
+)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +110,19 @@ def test_render_flair_is_deterministic_with_its_own_contrast_and_moved_edges():
     # the misregistration moves the GM/WM edge (x = 19.5): the steepest drop is not always at the same place
     edges = {int(np.argmin(np.diff(np.median(f[10:30, 15:25, 15:25], axis=(1, 2))))) for f in flairs}
     assert len(edges) > 1
+
+
+def test_an_in_register_flair_keeps_the_edge_and_changes_nothing_else():
+    fractions, labels, necrosis, brain = _blocks()
+    still = FlairMisregistration(shift_mm=0.0, rotation_deg=0.0)
+    flairs = [render_flair(np.random.default_rng(s), fractions, labels, necrosis, brain, 2.0, still) for s in range(6)]
+    edges = {int(np.argmin(np.diff(np.median(f[10:30, 15:25, 15:25], axis=(1, 2))))) for f in flairs}
+    assert edges == {9}  # the GM/WM edge at x = 19.5, between profile samples 9 and 10, in every subject
+
+    default, aligned = make_phantom(3, "LGG"), make_phantom(3, "LGG", flair_misregistration=still)
+    for key in default.keys() - {"flair"}:  # the motion's draws are made either way: only the FLAIR moves
+        np.testing.assert_array_equal(np.asarray(default[key]), np.asarray(aligned[key]), err_msg=key)
+    assert not np.array_equal(default["flair"], aligned["flair"])
 
 
 def test_thick_slice_acquisition_averages_along_z_only():

@@ -69,6 +69,17 @@ def test_stage_writes_artifacts_and_does_not_depend_on_workers(tmp_path, serial_
     assert glue["dice_gm_mean"] == pytest.approx(serial.dice.loc["GM", "mean"])
 
 
+def test_the_phantom_flair_misregistration_is_a_parameter_of_its_own_cache(tmp_path, serial_run):
+    _, serial = serial_run
+    still = run(tmp_path, _params(flair_shift_mm=0.0, flair_rotation_deg=0.0), workers=1, progress=False)
+    assert still.output.key != serial.output.key
+    name = serial.subjects["subject"].iloc[0]
+    moved, aligned = read_subject(serial.output, name), read_subject(still.output, name)
+    assert not np.array_equal(moved["flair"], aligned["flair"])
+    for key in ("t1", "labels", "gm", "wm", "csf"):
+        np.testing.assert_array_equal(moved[key], aligned[key], err_msg=key)
+
+
 def test_stage_reuses_a_complete_output(serial_run):
     run_dir, serial = serial_run
     first = serial.output

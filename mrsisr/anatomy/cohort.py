@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mrsisr.anatomy.brats import find_cases
-from mrsisr.anatomy.phantom import make_phantom
+from mrsisr.anatomy.phantom import FlairMisregistration, make_phantom
 from mrsisr.anatomy.segmentation import TISSUES, brain_fractions, dice_scores
 from mrsisr.anatomy.subject import load_subject, segment_checked
 
@@ -110,8 +110,16 @@ def grade_source(spec: SubjectSpec) -> str:
     return "release" if spec.source == "brats" else "drawn"
 
 
-def build_subject(spec: SubjectSpec, voxel_mm: float, method: str) -> tuple[dict, dict]:
+def build_subject(
+    spec: SubjectSpec,
+    voxel_mm: float,
+    method: str,
+    flair_misregistration: FlairMisregistration = FlairMisregistration(),
+) -> tuple[dict, dict]:
     """Build, segment (once) and score one subject.
+
+    ``flair_misregistration`` bounds a phantom FLAIR's motion against its maps' anatomy (real cases keep
+    their own FLAIR).
 
     Returns
     -------
@@ -131,7 +139,7 @@ def build_subject(spec: SubjectSpec, voxel_mm: float, method: str) -> tuple[dict
     """
     start = time.perf_counter()
     if spec.source == "phantom":
-        subject = make_phantom(spec.seed, spec.grade, voxel_mm=voxel_mm)
+        subject = make_phantom(spec.seed, spec.grade, voxel_mm, flair_misregistration)
         built = time.perf_counter()
         source = f"{spec.subject} (phantom, seed {spec.seed})"
         fractions = segment_checked(subject["t1"], subject["brain"], subject["labels"], method, source)

@@ -21,6 +21,7 @@ field and Rician noise.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -50,8 +51,19 @@ FLAIR_RANGES = {
     "necrosis": (0.35, 0.60),
 }
 FLAIR_SLICE_MM = (4.0, 6.0)  # thickness of the acquired FLAIR slices (contiguous), resampled back to the grid
-FLAIR_SHIFT_MM = 1.5  # misregistration to the maps' anatomy: shift per axis at most, and ...
-FLAIR_ROTATION_DEG = 1.5  # ... rotation about each axis at most
+
+
+@dataclass(frozen=True)
+class FlairMisregistration:
+    """The largest rigid motion of a rendered FLAIR against the maps' anatomy, drawn uniformly per subject.
+
+    ``shift_mm`` bounds the shift along each axis and ``rotation_deg`` the rotation about each axis (about
+    the grid centre). Zero for both renders a FLAIR in register with the maps, as a co-registered
+    acquisition would be at best.
+    """
+
+    shift_mm: float = 1.5
+    rotation_deg: float = 1.5
 
 
 def template_path(kind: str) -> Path:
@@ -299,6 +311,7 @@ def render_flair(
     necrosis: np.ndarray,
     brain: np.ndarray,
     voxel_mm: float,
+    misregistration: FlairMisregistration = FlairMisregistration(),
 ) -> np.ndarray:
     """Render a FLAIR of a subject as a clinical acquisition would show it, not as the maps' model does.
 
@@ -314,6 +327,9 @@ def render_flair(
         Brain mask; the FLAIR is zero outside it (skull-stripped with the T1's mask, as BraTS is).
     voxel_mm : float
         Isotropic voxel size.
+    misregistration : FlairMisregistration
+        Bounds of the rigid motion against the maps' anatomy (the same number of draws whatever they are,
+        so the subject's other draws do not change with them).
 
     Returns
     -------
@@ -325,8 +341,8 @@ def render_flair(
     lesion = labels > 0
     texture = 1.0 + rng.uniform(0.08, 0.18) * smooth_field(rng, shape, nodes=24)
     image = np.where(lesion, image * texture, image)
-    rotation = rng.uniform(-FLAIR_ROTATION_DEG, FLAIR_ROTATION_DEG, size=3)
-    shift = rng.uniform(-FLAIR_SHIFT_MM, FLAIR_SHIFT_MM, size=3)
+    rotation = rng.uniform(-misregistration.rotation_deg, misregistration.rotation_deg, size=3)
+    shift = rng.uniform(-misregistration.shift_mm, misregistration.shift_mm, size=3)
     image = _rigid_resample(image, voxel_mm, rotation, shift)
     slice_vox = rng.uniform(*FLAIR_SLICE_MM) / voxel_mm
     image = thick_slice_acquisition(image, slice_vox, offset_vox=rng.uniform(0.0, slice_vox))
@@ -343,7 +359,12 @@ def grid_affine(shape: tuple[int, int, int], voxel_mm: float) -> np.ndarray:
     return affine
 
 
-def make_phantom(seed: int, grade: str, voxel_mm: float = 2.0) -> dict:
+def make_phantom(
+    seed: int,
+    grade: str,
+    voxel_mm: float = 2.0,
+    flair_misregistration: FlairMisregistration = FlairMisregistration(),
+) -> dict:
     """Build one phantom subject.
 
     Parameters
@@ -355,6 +376,8 @@ def make_phantom(seed: int, grade: str, voxel_mm: float = 2.0) -> dict:
     voxel_mm : float
         Isotropic voxel size in mm (a whole number; 2 mm by default, finer than the 1.72 mm maps need
         after the 10 mm slice averaging downstream).
+    flair_misregistration : FlairMisregistration
+        Bounds of the FLAIR's rigid motion against the maps' anatomy; only the FLAIR depends on them.
 
     Returns
     -------
@@ -394,7 +417,7 @@ def make_phantom(seed: int, grade: str, voxel_mm: float = 2.0) -> dict:
     tumour_texture = 1.0 + 0.08 * smooth_field(rng, shape, nodes=20) * (labels > 0)
     bias = np.exp(0.06 * smooth_field(rng, shape, nodes=4))
     t1 = np.clip(t1 * tumour_texture * bias + rng.normal(0.0, 0.025, size=shape), 0.0, None) * brain
-    flair = render_flair(rng, fractions, labels, necrosis, brain, voxel_mm)
+    flair = render_flair(rng, fractions, labels, necrosis, brain, voxel_mm, flair_misregistration)
     images = {"t1": t1, "flair": flair}
     images = {name: (image * rng.uniform(500.0, 1500.0)).astype(np.float32) for name, image in images.items()}
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from mrsisr.anatomy.cohort import SubjectSpec, build_subject, cohort_specs
-from mrsisr.anatomy.phantom import load_templates
+from mrsisr.anatomy.phantom import FlairMisregistration, load_templates
 from mrsisr.stages import get_stage
 from mrsisr.study import cache
 from mrsisr.study.atomic import save_json, save_npz, save_text
@@ -112,9 +112,9 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _build_and_save(job: tuple[SubjectSpec, float, str, str]) -> dict:
-    spec, voxel_mm, method, folder = job
-    arrays, row = build_subject(spec, voxel_mm, method)
+def _build_and_save(job: tuple[SubjectSpec, float, str, FlairMisregistration, str]) -> dict:
+    spec, voxel_mm, method, misregistration, folder = job
+    arrays, row = build_subject(spec, voxel_mm, method, misregistration)
     save_npz(Path(folder) / f"{spec.subject}.npz", **arrays)
     return row
 
@@ -122,7 +122,8 @@ def _build_and_save(job: tuple[SubjectSpec, float, str, str]) -> dict:
 def _build(output: cache.StageOutput, params: dict, workers: int, progress: bool) -> None:
     specs = cohort_specs(params)
     voxel_mm, method = float(params["anatomy_voxel_mm"]), params["segmentation_method"]
-    jobs = [(spec, voxel_mm, method, str(output.path)) for spec in specs]
+    misregistration = FlairMisregistration(float(params["flair_shift_mm"]), float(params["flair_rotation_deg"]))
+    jobs = [(spec, voxel_mm, method, misregistration, str(output.path)) for spec in specs]
     start = time.perf_counter()
     if params["anatomy_source"] == "phantom":
         load_templates(voxel_mm)  # read once here; forked workers inherit the cached templates
