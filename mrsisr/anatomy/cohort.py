@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mrsisr.anatomy.brats import find_cases
-from mrsisr.anatomy.phantom import FlairMisregistration, make_phantom
+from mrsisr.anatomy.phantom import DEFAULT_MISREGISTRATION, FlairMisregistration, make_phantom
 from mrsisr.anatomy.segmentation import TISSUES, brain_fractions, dice_scores
 from mrsisr.anatomy.subject import load_subject, segment_checked
 
@@ -114,7 +114,7 @@ def build_subject(
     spec: SubjectSpec,
     voxel_mm: float,
     method: str,
-    flair_misregistration: FlairMisregistration = FlairMisregistration(),
+    flair_misregistration: FlairMisregistration = DEFAULT_MISREGISTRATION,
 ) -> tuple[dict, dict]:
     """Build, segment (once) and score one subject.
 

@@ -66,6 +66,10 @@ class FlairMisregistration:
     rotation_deg: float = 1.5
 
 
+#: The study's default FLAIR motion (the segmentation stage's ``flair_shift_mm`` and ``flair_rotation_deg``).
+DEFAULT_MISREGISTRATION = FlairMisregistration()
+
+
 def template_path(kind: str) -> Path:
     """Return the path of nilearn's ICBM152 2009 template ``kind`` (``t1``, ``gm`` or ``wm``)."""
     path = TEMPLATE_DIR / TEMPLATE_NAME.format(kind)
@@ -311,7 +315,7 @@ def render_flair(
     necrosis: np.ndarray,
     brain: np.ndarray,
     voxel_mm: float,
-    misregistration: FlairMisregistration = FlairMisregistration(),
+    misregistration: FlairMisregistration = DEFAULT_MISREGISTRATION,
 ) -> np.ndarray:
     """Render a FLAIR of a subject as a clinical acquisition would show it, not as the maps' model does.
 
@@ -363,7 +367,7 @@ def make_phantom(
     seed: int,
     grade: str,
     voxel_mm: float = 2.0,
-    flair_misregistration: FlairMisregistration = FlairMisregistration(),
+    flair_misregistration: FlairMisregistration = DEFAULT_MISREGISTRATION,
 ) -> dict:
     """Build one phantom subject.
 
