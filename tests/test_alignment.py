@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import load_script
 from scipy import ndimage
 
 from mrsisr.anatomy.alignment import edge_alignment
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "flair_t1_alignment.py"
 
 
 def _volume(seed: int = 0, shape=(48, 48, 12)) -> np.ndarray:
     """Smooth blobs with sharp-ish edges: something with edges in every direction."""
     field = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), (3, 3, 1))
     return np.where(field > 0, 1.0, 0.3) + 0.1 * field
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("flair_t1_alignment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_known_shift_is_found_and_undone():
@@ -53,11 +42,11 @@ def test_the_script_reports_each_case_in_mm(tmp_path, capsys):
     flair = ndimage.shift(t1, (0.5, 0.0, 0.0), order=1, mode="nearest")
     for name, data in (("t1", t1), ("flair", flair), ("seg", np.zeros(t1.shape))):
         nib.save(nib.Nifti1Image(data.astype(np.float32), affine), case / f"BraTS2021_00001_{name}.nii.gz")
-    assert _script().main([str(tmp_path)]) == 0
+    assert load_script("flair_t1_alignment").main([str(tmp_path)]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].split("\t")[:4] == ["case", "release", "shift_mm_axis0", "shift_mm_axis1"]
     assert rows[1].split("\t")[:4] == ["BraTS2021_00001", "BraTS 2021", "-0.500", "0.000"]
 
     nib.save(nib.Nifti1Image(flair[:-2].astype(np.float32), affine), case / "BraTS2021_00001_flair.nii.gz")
-    assert _script().main([str(tmp_path)]) == 1
+    assert load_script("flair_t1_alignment").main([str(tmp_path)]) == 1
     assert "BraTS2021_00001_flair.nii.gz: not on the voxel grid of" in capsys.readouterr().err
