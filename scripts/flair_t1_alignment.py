@@ -4,7 +4,7 @@ The study renders its phantom FLAIR with a small misregistration to the maps' an
 ``flair_rotation_deg``); this script measures what real data show, for every BraTS case under a folder (any
 release the study reads). For each case it compares five axial slices spread over the middle third of the
 brain, at the files' own 1 mm grid (:func:`mrsisr.anatomy.alignment.edge_alignment`), and prints the best
-shift in mm along the first two axes and the mean edge correlation before and after it. Example (under a
+shift in mm along the first two (RAS+) axes and the mean edge correlation before and after it. Example (under a
 minute per case on 2 cores):
 
     python scripts/flair_t1_alignment.py ../shared/data/brats-samples
@@ -20,25 +20,31 @@ import numpy as np
 
 from mrsisr.anatomy.alignment import edge_alignment
 from mrsisr.anatomy.brats import BratsCase, find_cases
+from mrsisr.anatomy.nifti import load_nifti_volume, same_grid
+from mrsisr.anatomy.segmentation import CLIP_PERCENTILE
 
 N_SLICES = 5
 
 
 def _clipped(path) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """The volume of ``path``, negatives to 0 and clipped at the 99.5th percentile of its non-zero voxels."""
-    image = nib.load(path)
-    data = np.asarray(image.dataobj, dtype=np.float32)
+    """The checked RAS+ volume of ``path``, negatives to 0, clipped at the segmentation's percentile.
+
+    The percentile (:data:`mrsisr.anatomy.segmentation.CLIP_PERCENTILE`) is of the non-zero voxels: bright
+    vessels would otherwise dominate the edges.
+    """
+    image = load_nifti_volume(path)
+    data = np.asarray(image.dataobj)
     inside = data[data > 0]
     if inside.size == 0:
         raise ValueError(f"{path}: no positive voxel")
-    return np.clip(data, 0.0, np.percentile(inside, 99.5)), image
+    return np.clip(data, 0.0, np.percentile(inside, CLIP_PERCENTILE)), image
 
 
 def case_alignment(case: BratsCase) -> dict:
     """The best FLAIR-to-T1 edge shift of one case, in mm, with the correlations (one row of the table)."""
     t1, t1_image = _clipped(case.t1)
     flair, flair_image = _clipped(case.flair)
-    if t1.shape != flair.shape or not np.allclose(t1_image.affine, flair_image.affine, atol=1e-3):
+    if not same_grid(t1_image, flair_image, tol_mm=1e-3):
         raise ValueError(f"{case.flair}: not on the voxel grid of {case.t1}")
     brain_slices = np.flatnonzero((t1 > 0).any(axis=(0, 1)))
     lo, hi = np.percentile(brain_slices, [33.3, 66.7])
