@@ -39,13 +39,20 @@ def test_executed_notebooks_carry_the_run_and_show_its_parameters(ci_run):
         assert papermill.parameters["profile"] == "ci"
         assert papermill.parameters["run_dir"] == str(ci_run["run_dir"].resolve())
         assert papermill.parameters["figures_dir"] == str(ci_run["figures_dir"].resolve())
-        shown = "".join(str(output.get("data", {}).get("text/html", "")) for cell in notebook.cells
-                        for output in cell.get("outputs", []))
+        shown = "".join(
+            str(output.get("data", {}).get("text/html", ""))
+            for cell in notebook.cells
+            for output in cell.get("outputs", [])
+        )
         assert "this run" in shown and "profile ci" in shown, f"{stage.notebook} shows no parameter table"
         assert record["stages"][stage.name]["key"] == current(ci_run["run_dir"], stage.name).key
     training = nbformat.read(ci_run["run_dir"] / "notebooks" / "03_training.ipynb", as_version=4)
-    table = next(o["data"]["text/html"] for c in training.cells for o in c.get("outputs", [])
-                 if "learning_rate_schedule" in str(o.get("data", {}).get("text/html", "")))
+    table = next(
+        o["data"]["text/html"]
+        for c in training.cells
+        for o in c.get("outputs", [])
+        if "learning_rate_schedule" in str(o.get("data", {}).get("text/html", ""))
+    )
     row = re.search(r">epochs</th>(.*?)</tr>", table, re.DOTALL).group(1)
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
     assert cells[:3] == ["100", str(CI["epochs"]), str(CI["epochs"])]  # default, profile ci, this run

@@ -90,8 +90,13 @@ def test_stage_parameters_are_typed_and_frozen():
 
 @pytest.mark.parametrize(
     ("item", "key", "value"),
-    [("epochs=3", "epochs", 3), ("learning_rate=1e-3", "learning_rate", "1e-3"), ("guided=false", "guided", False),
-     ("methods=[nearest, spline]", "methods", ["nearest", "spline"]), ("brats_root=", "brats_root", "")],
+    [
+        ("epochs=3", "epochs", 3),
+        ("learning_rate=1e-3", "learning_rate", "1e-3"),
+        ("guided=false", "guided", False),
+        ("methods=[nearest, spline]", "methods", ["nearest", "spline"]),
+        ("brats_root=", "brats_root", ""),
+    ],
 )
 def test_parse_overrides_reads_plain_yaml_values(item, key, value):
     assert parse_overrides([item]) == {key: value}

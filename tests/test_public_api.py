@@ -15,7 +15,7 @@ MARKER = "<!-- api-example"
 def readme_example() -> str:
     """The python block of README.md that follows the api-example marker."""
     text = (REPO_ROOT / "README.md").read_text()
-    after = text[text.index(MARKER):]
+    after = text[text.index(MARKER) :]
     return re.search(r"```python\n(.*?)```", after, re.DOTALL).group(1)
 
 

@@ -40,9 +40,7 @@ def _resize_spectrum(spectrum: np.ndarray, axis: int, n_out: int) -> np.ndarray:
     return np.fft.ifftshift(resized, axes=axis)
 
 
-def fourier_resample(
-    images: np.ndarray, size: int | tuple[int, int], window: str | None = None
-) -> np.ndarray:
+def fourier_resample(images: np.ndarray, size: int | tuple[int, int], window: str | None = None) -> np.ndarray:
     """Resample the last two axes of ``images`` to ``size`` in k-space.
 
     Parameters

@@ -252,9 +252,7 @@ def load_mrsi_volume(
     if not np.isfinite(data).any():
         raise ValueError(f"{path}: no valid voxel (all {data.size} are NaN, infinite or negative)")
     data, affine = to_ras(data, source_affine)
-    return MRSIVolume(
-        path, data.astype(np.float32), affine, kind, n_nan, n_inf, n_negative, source_affine, slice_axis
-    )
+    return MRSIVolume(path, data.astype(np.float32), affine, kind, n_nan, n_inf, n_negative, source_affine, slice_axis)
 
 
 def map_stem(path: str | os.PathLike) -> str:
