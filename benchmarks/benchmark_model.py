@@ -74,7 +74,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from profile_step import profile_training_step  # noqa: E402  (this folder's sibling script)
+from profile_step import matmul_flops_per_s, profile_training_step  # noqa: E402  (this folder's sibling script)
 
 RECIPES = {
     # the recipe of issue 15's day, whatever the profile now says: FMEN's over-parameterised ERBs, 24 maps per
@@ -100,15 +100,6 @@ def forward_flops(model: keras.Model) -> int:
     _, height, width, _ = model.inputs[0].shape
     kernels = [w for w in model.trainable_weights if w.name == "kernel"]
     return int(sum(2 * height * width * int(np.prod(k.shape)) for k in kernels))
-
-
-def matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
-    """Best float32 matmul rate of numpy on this machine (FLOP/s)."""
-    rng = np.random.default_rng(0)
-    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2.0 * n**3 / best
 
 
 def _timed(function) -> float:

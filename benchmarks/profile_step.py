@@ -15,12 +15,16 @@ divided by the number of steps; what the parts leave unexplained (residual adds,
 the loss, Keras' step overhead) is the row ``other``. Shares are of the whole step plus input pipeline plus
 validation (one epoch's time divided by its steps).
 
-Usage: ``python benchmarks/profile_step.py [--output benchmarks/results/step_profile.json]``.
+By default the step is issue 15's recipe (FMEN's expanded ERBs, 24 maps per batch); the demo profile's recipe
+is ``--erb-form compact --batch-size 8``.
+
+Usage: ``python benchmarks/profile_step.py [--erb-form compact] [--batch-size 8] [--output step_profile.json]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -32,13 +36,13 @@ import numpy as np
 import tensorflow as tf
 
 from mrsisr.network.layers import GDFN, HFAB, DepthToSpace, KSpaceUpsample, SpaceToDepth
-from mrsisr.network.model import build_model, model_inputs
+from mrsisr.network.model import ERB_FORMS, build_model, model_inputs
 from mrsisr.network.train import EpochBatches, TrainConfig, compile_model
 from mrsisr.stages.training import train_config
 from mrsisr.study.atomic import save_json
 from mrsisr.study.profiles import load_profile, stage_parameters
 
-# the demo model and recipe
+# the demo model and data, at issue 15's batch
 DEMO = {"batch_size": 24, "lr_size": 32, "val_maps": 400, "train_maps": 1700}
 # layers that read a model input: no gradient flows into their input
 INPUT_SIDE = ("space_to_depth", "concat_guide", "lr_upsample", "head_conv")
@@ -103,6 +107,47 @@ def _median_seconds(function: Callable[[], object], repeats: int) -> float:
         function()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
+    """Best float32 matmul rate of numpy on this machine (FLOP/s), ``n x n`` by ``n x n``."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best
+
+
+def convolution_ceiling(batch_size: int, width: int, repeats: int = 5) -> dict:
+    """How fast the trunk's busiest kernel runs alone, against numpy's matmul measured just before.
+
+    A 3x3 convolution of ``width`` to ``width`` channels on ``(batch_size, 32, 32, width)``, forward and backward
+    (gradients of its kernel and its input, 3x the forward FLOPs), timed as :func:`op_seconds` times the layers.
+    No whole training step can use the machine better than this kernel, its densest part, does.
+
+    Returns
+    -------
+    dict
+        ``conv_gflop_per_s``, ``matmul_gflop_per_s`` and ``conv_fraction_of_matmul``, with ``batch_size`` and
+        ``width``.
+    """
+    matmul = matmul_flops_per_s()
+    conv = keras.layers.Conv2D(width, 3, padding="same")
+    shape = (batch_size, DEMO["lr_size"], DEMO["lr_size"], width)
+    conv.build(shape)
+    seconds = op_seconds(lambda xs: conv(xs[0]), (shape,), conv.trainable_weights, True, repeats)
+    flops = 3 * 2 * math.prod(shape) * 9 * width
+    return {
+        "batch_size": batch_size,
+        "width": width,
+        "conv_gflop_per_s": flops / seconds / 1e9,
+        "matmul_gflop_per_s": matmul / 1e9,
+        "conv_fraction_of_matmul": flops / seconds / matmul,
+    }
 
 
 def op_seconds(forward: Callable, shapes: tuple, weights: list, input_grad: bool, repeats: int) -> float:
@@ -183,17 +228,18 @@ def demo_config(batch_size: int) -> TrainConfig:
     return train_config(stage_parameters("training", load_profile("demo", {"batch_size": batch_size})))
 
 
-def profile_training_step(batch_size: int = 24, steps: int = 6, repeats: int = 5) -> dict:
+def profile_training_step(batch_size: int = 24, steps: int = 6, repeats: int = 5, erb_form: str = "expanded") -> dict:
     """Time one training step of the demo model and its parts; see the module docstring.
 
     Returns
     -------
     dict
         ``step_seconds`` (one ``fit`` step), ``input_seconds`` and ``validation_seconds`` (per step), ``rows``: a
-        list of ``{"block", "seconds", "share"}`` (shares of the step plus input plus validation), ``batch_size``.
+        list of ``{"block", "seconds", "share"}`` (shares of the step plus input plus validation), ``batch_size``,
+        ``erb_form`` and ``convolution_ceiling`` (:func:`convolution_ceiling`).
     """
     config = demo_config(batch_size)
-    model = build_model()
+    model = build_model(erb_form=erb_form)
     lr, guide, hr = random_set(steps * batch_size, DEMO["lr_size"], seed=0)
     batches = EpochBatches(lr, guide, hr, config)
     compile_model(model, config, len(batches))
@@ -220,7 +266,9 @@ def profile_training_step(batch_size: int = 24, steps: int = 6, repeats: int = 5
     whole = step + input_s + validation_s
     rows = [{"block": k, "seconds": v, "share": v / whole} for k, v in sorted(parts.items(), key=lambda kv: -kv[1])]
     return {
+        "convolution_ceiling": convolution_ceiling(batch_size, model.get_layer("head_conv").filters, repeats),
         "batch_size": batch_size,
+        "erb_form": erb_form,
         "step_seconds": step,
         "input_seconds": input_s,
         "validation_seconds": validation_s,
@@ -239,10 +287,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="benchmarks/results/step_profile.json")
     parser.add_argument("--batch-size", type=int, default=DEMO["batch_size"])
+    parser.add_argument("--erb-form", default="expanded", choices=ERB_FORMS, help="the ERBs' training form")
     args = parser.parse_args()
-    profile = profile_training_step(args.batch_size)
+    profile = profile_training_step(args.batch_size, erb_form=args.erb_form)
     save_json(Path(args.output), profile)
     print(markdown_table(profile))
+    ceiling = profile["convolution_ceiling"]
+    print(
+        f"3x3 convolution {ceiling['width']} -> {ceiling['width']} channels alone, forward and backward: "
+        f"{ceiling['conv_gflop_per_s']:.0f} GFLOP/s, {ceiling['conv_fraction_of_matmul']:.0%} of numpy's matmul "
+        f"({ceiling['matmul_gflop_per_s']:.0f} GFLOP/s)"
+    )
 
 
 if __name__ == "__main__":

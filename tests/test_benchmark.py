@@ -70,3 +70,13 @@ def test_the_upscale_benchmark_times_a_volume_and_each_batch_size(tmp_path):
     rates = results["predict_maps_per_s"]
     assert set(rates) == {"1", "4"} and all(rate > 0 for rate in rates.values())
     assert results["best_predict_batch_size"] in (1, 4)
+
+
+def test_the_convolution_ceiling_times_one_trunk_convolution_against_the_matmul():
+    import profile_step  # noqa: PLC0415  (a script of the same folder)
+
+    ceiling = profile_step.convolution_ceiling(batch_size=2, width=4, repeats=1)
+    assert (ceiling["batch_size"], ceiling["width"]) == (2, 4)
+    assert ceiling["conv_gflop_per_s"] > 0 and ceiling["matmul_gflop_per_s"] > 0
+    ratio = ceiling["conv_gflop_per_s"] / ceiling["matmul_gflop_per_s"]
+    assert ceiling["conv_fraction_of_matmul"] == pytest.approx(ratio)
