@@ -74,7 +74,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from profile_step import matmul_flops_per_s, profile_training_step  # noqa: E402  (this folder's sibling script)
+from profile_step import matmul_flops_per_s, profile_training_step, timed_seconds  # noqa: E402  (this folder's sibling script)
 
 RECIPES = {
     # the recipe of issue 15's day, whatever the profile now says: FMEN's over-parameterised ERBs, 24 maps per
@@ -100,12 +100,6 @@ def forward_flops(model: keras.Model) -> int:
     _, height, width, _ = model.inputs[0].shape
     kernels = [w for w in model.trainable_weights if w.name == "kernel"]
     return int(sum(2 * height * width * int(np.prod(k.shape)) for k in kernels))
-
-
-def _timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def mean_test_psnr(model: keras.Model, test: tuple[np.ndarray, np.ndarray | None, np.ndarray]) -> float:
@@ -257,7 +251,7 @@ def inference_rates(models: dict[str, keras.Model], test: tuple) -> dict[str, fl
     best = dict.fromkeys(models, 0.0)
     for _ in range(INFERENCE_ROUNDS):
         for name, model in models.items():
-            seconds = _timed(lambda way=ways[name], model=model: way(model, lr, guide))
+            seconds = timed_seconds(lambda way=ways[name], model=model: way(model, lr, guide))
             best[name] = max(best[name], len(lr) / seconds)
     return best
 

@@ -114,12 +114,15 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
     a @ b
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
+    best = min(timed_seconds(lambda: a @ b) for _ in range(repeats))
     return 2.0 * n**3 / best
+
+
+def timed_seconds(function: Callable[[], object]) -> float:
+    """Wall-clock seconds of one call of ``function``."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def convolution_ceiling(batch_size: int, width: int, repeats: int = 5) -> dict:
